@@ -1,0 +1,74 @@
+"""The PostgreSQL resource: psycopg 3 with a process-wide connection pool."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from dagster import ConfigurableResource
+from psycopg_pool import ConnectionPool
+from pydantic import Field
+
+from resources.settings import data_dir
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+_pools: dict[tuple, ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+class PostgresResource(ConfigurableResource):
+    """Pooled PostgreSQL connections with connect and statement timeouts applied to every session."""
+
+    url: str = Field(default=DEFAULT_URL, description="libpq connection URL (POSTGRES_URL).")
+    application_name: str = "dagster-platform"
+    connect_timeout_s: int = 10
+    statement_timeout_ms: int = 600_000
+    pool_min_size: int = 1
+    pool_max_size: int = 4
+
+    def _pool(self) -> ConnectionPool:
+        key = (self.url, self.application_name, self.connect_timeout_s, self.statement_timeout_ms,
+               self.pool_min_size, self.pool_max_size, os.getpid())
+        with _pools_lock:
+            pool = _pools.get(key)
+            if pool is None:
+                pool = ConnectionPool(
+                    self.url,
+                    min_size=self.pool_min_size,
+                    max_size=self.pool_max_size,
+                    kwargs={
+                        "connect_timeout": self.connect_timeout_s,
+                        "application_name": self.application_name,
+                        "options": f"-c statement_timeout={self.statement_timeout_ms}",
+                    },
+                    check=ConnectionPool.check_connection,
+                    open=True,
+                    name=self.application_name,
+                )
+                _pools[key] = pool
+            return pool
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in one transaction: committed on success, rolled back on error,
+        and always returned to the pool (a broken one is discarded)."""
+        with self._pool().connection() as conn:
+            yield conn
+
+
+def url_file() -> Path:
+    """Where ``make postgres`` records the URL of an embedded server it had to start."""
+    return data_dir() / "postgres" / "url"
+
+
+def postgres_from_env() -> PostgresResource:
+    """POSTGRES_URL, else the embedded server recorded in the data folder, else the local default."""
+    url = os.environ.get("POSTGRES_URL")
+    if not url and url_file().exists():
+        url = url_file().read_text().strip()
+    return PostgresResource(url=url or DEFAULT_URL)
