@@ -61,6 +61,14 @@ class PostgresResource(ConfigurableResource):
             yield conn
 
 
+def close_pools() -> None:
+    """Close every pool of this process (tests, and before a process hands off its databases)."""
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
 def url_file() -> Path:
     """Where ``make postgres`` records the URL of an embedded server it had to start."""
     return data_dir() / "postgres" / "url"

@@ -31,23 +31,28 @@ for name in ("SNOWFLAKE_ACCOUNT", "FMP_API_KEY", "FMP_BASE_URL"):
 (_SESSION_DIR / "dagster_home").mkdir(parents=True, exist_ok=True)
 
 _BASE_PG_URL = os.environ.get("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-_TEST_DB = "platform_test"
+# one database per test session, so parallel sessions never disturb each other
+_TEST_DB = f"platform_test_{os.getpid()}"
 
 
-def _recreate_test_database() -> str:
+def _admin(sql: str) -> None:
     with psycopg.connect(_BASE_PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {_TEST_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {_TEST_DB}")
-    return psycopg.conninfo.make_conninfo(_BASE_PG_URL, dbname=_TEST_DB)
+        conn.execute(sql)
 
 
-os.environ["POSTGRES_URL"] = _recreate_test_database()
+_admin(f"DROP DATABASE IF EXISTS {_TEST_DB} WITH (FORCE)")
+_admin(f"CREATE DATABASE {_TEST_DB}")
+os.environ["POSTGRES_URL"] = psycopg.conninfo.make_conninfo(_BASE_PG_URL, dbname=_TEST_DB)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_embedded_services():
     yield
+    from resources.postgres import close_pools
     from resources.snowflake_emulator import stop_emulator
+
+    close_pools()
+    _admin(f"DROP DATABASE IF EXISTS {_TEST_DB} WITH (FORCE)")
 
     stop_emulator()
     try:
