@@ -392,6 +392,11 @@ class FMPClient:
         params = {"symbol": to_fmp_symbol(symbol), "period": period, "limit": limit}
         return self._rows(STATEMENT_ENDPOINTS[kind], params, symbol)
 
+    def earnings_calendar(self, start: date, end: date) -> list[dict]:
+        """Companies that reported in [start, end] (at most 90 days): one call for the whole market,
+        so a daily refresh learns which statements are new without asking per symbol."""
+        return self._rows("earnings-calendar", {"from": start.isoformat(), "to": end.isoformat()})
+
     def sp500_constituents(self) -> list[dict]:
         """Current S&P 500 members (Premium plan; FMPPlanError on lower plans)."""
         return self._rows("sp500-constituent", {})

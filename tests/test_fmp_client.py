@@ -283,3 +283,12 @@ def test_resource_in_a_dagster_run(server, monkeypatch):
 
     result = dg.materialize([aapl_profile], resources={"fmp": FMPResource.from_env()})
     assert result.success and result.output_for_node("aapl_profile")["symbol"] == "AAPL"
+
+
+def test_earnings_calendar_is_one_call_for_the_market(server):
+    admin_post(server, "config", {"as_of": "2025-08-20"})
+    with fast_client(server) as client:
+        rows = client.earnings_calendar(date(2025, 7, 1), date(2025, 8, 20))
+        assert client.calls_made == 1
+    symbols = {row["symbol"] for row in rows}
+    assert len(symbols) > 100 and not any("-" in s for s in symbols)  # index form, BRK.B not BRK-B

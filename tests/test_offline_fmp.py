@@ -255,6 +255,23 @@ def test_filings_appear_as_as_of_advances(server):
     assert prices_after[-len(prices_before):] == prices_before
 
 
+def test_earnings_calendar_names_exactly_the_new_filings(server):
+    admin_post(server, "config", {"as_of": "2025-08-20"})
+    rows = api_json(server, "earnings-calendar", **{"from": "2025-08-14", "to": "2025-08-20"})
+    assert rows and list(rows[0]) == ["symbol", "date", "epsActual", "epsEstimated", "revenueActual",
+                                      "revenueEstimated", "lastUpdated"]
+    assert [r["date"] for r in rows] == sorted((r["date"] for r in rows), reverse=True)
+    for row in rows[:20]:
+        latest = statements(server, "income-statement", row["symbol"], limit=1)[0]
+        assert latest["filingDate"] == row["date"] and latest["eps"] == row["epsActual"]
+    reported = {r["symbol"] for r in rows}
+    for symbol in ("AAPL", "MSFT", "JPM", "XOM", "KO"):
+        latest = statements(server, "income-statement", symbol, limit=1)[0]
+        assert (symbol in reported) == ("2025-08-14" <= latest["filingDate"] <= "2025-08-20")
+    response = api_get(server, "earnings-calendar", **{"from": "2025-01-01", "to": "2025-08-20"})
+    assert response.status_code == 400
+
+
 def test_history_is_stable_across_a_year_boundary(server):
     window = {"symbol": "GOOG", "from": "2023-06-01", "to": "2024-12-31"}
     later = api_json(server, "historical-price-eod/full", **window)

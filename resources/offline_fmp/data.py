@@ -218,6 +218,34 @@ def statement_rows(
     return rows[:limit]
 
 
+EARNINGS_MAX_DAYS = 90  # FMP serves at most a 90-day window per earnings-calendar call
+
+
+def earnings_rows(start: date | None, end: date | None, as_of: date, restated: Mapping[str, int]) -> list[dict]:
+    """Earnings reported in [start, end], newest first. Offline, a company reports on the day it
+    files its 10-Q/10-K, so the calendar tells exactly which companies have new statements."""
+    end = min(end or as_of, as_of)
+    start = start or end - timedelta(days=7)
+    if (end - start).days > EARNINGS_MAX_DAYS:
+        raise BadRequest(f"The date range may span at most {EARNINGS_MAX_DAYS} days")
+    rows = []
+    for company in companies().values():
+        for quarter in company_statements(company, as_of, restated).quarter["income"]:
+            filed = date.fromisoformat(quarter["filingDate"])
+            if start <= filed <= end:
+                eps = quarter["eps"]
+                surprise = 1 + (stable_int("surprise", company.issuer, quarter["date"]) % 21 - 10) / 100
+                rows.append({
+                    "symbol": company.fmp_symbol, "date": quarter["filingDate"],
+                    "epsActual": eps, "epsEstimated": round(eps / surprise, 2),
+                    "revenueActual": quarter["revenue"],
+                    "revenueEstimated": round(quarter["revenue"] / surprise),
+                    "lastUpdated": quarter["filingDate"],
+                })
+    rows.sort(key=lambda r: (r["date"], r["symbol"]), reverse=True)
+    return rows
+
+
 def constituent_rows() -> list[dict]:
     return [
         {

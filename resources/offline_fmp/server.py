@@ -51,7 +51,7 @@ STAT_NAMES = (
     "bad_requests", "not_found", "served",
 )
 SINGLE_SYMBOL_ENDPOINTS = {"profile", "quote", "historical-price-eod/full", *data.STATEMENT_ENDPOINTS}
-ENDPOINTS = SINGLE_SYMBOL_ENDPOINTS | {"batch-quote", "sp500-constituent"}
+ENDPOINTS = SINGLE_SYMBOL_ENDPOINTS | {"batch-quote", "sp500-constituent", "earnings-calendar"}
 
 
 class Reply(Exception):
@@ -248,6 +248,10 @@ class Handler(BaseHTTPRequestHandler):
         as_of = config.current_as_of()
         if endpoint == "sp500-constituent":
             return data.constituent_rows()
+        if endpoint == "earnings-calendar":
+            start = data.parse_day(query.get("from"), "from")
+            end = data.parse_day(query.get("to"), "to")
+            return data.earnings_rows(start, end, as_of, config.restated_symbols)
         if endpoint == "batch-quote":
             symbols = [s for s in (query.get("symbols") or "").split(",") if s]
             return data.quote_rows(symbols, as_of, config.restated_symbols)
