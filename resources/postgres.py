@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from psycopg_pool import ConnectionPool
 from pydantic import Field
 
@@ -31,14 +31,20 @@ class PostgresResource(ConfigurableResource):
     pool_min_size: int = 1
     pool_max_size: int = 4
 
+    @property
+    def dsn(self) -> str:
+        """The connection URL, also when the resource is used outside a run with an unresolved EnvVar."""
+        getter = getattr(self.url, "get_value", None)
+        return getter() if getter else self.url
+
     def _pool(self) -> ConnectionPool:
-        key = (self.url, self.application_name, self.connect_timeout_s, self.statement_timeout_ms,
+        key = (self.dsn, self.application_name, self.connect_timeout_s, self.statement_timeout_ms,
                self.pool_min_size, self.pool_max_size, os.getpid())
         with _pools_lock:
             pool = _pools.get(key)
             if pool is None:
                 pool = ConnectionPool(
-                    self.url,
+                    self.dsn,
                     min_size=self.pool_min_size,
                     max_size=self.pool_max_size,
                     kwargs={
@@ -75,8 +81,11 @@ def url_file() -> Path:
 
 
 def postgres_from_env() -> PostgresResource:
-    """POSTGRES_URL, else the embedded server recorded in the data folder, else the local default."""
-    url = os.environ.get("POSTGRES_URL")
-    if not url and url_file().exists():
-        url = url_file().read_text().strip()
-    return PostgresResource(url=url or DEFAULT_URL)
+    """POSTGRES_URL, else the embedded server recorded in the data folder, else the local default.
+
+    POSTGRES_URL stays an EnvVar so that a password in it never shows in the UI's resource config."""
+    if os.environ.get("POSTGRES_URL"):
+        return PostgresResource(url=EnvVar("POSTGRES_URL"))
+    if url_file().exists():
+        return PostgresResource(url=url_file().read_text().strip())
+    return PostgresResource(url=DEFAULT_URL)

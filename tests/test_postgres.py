@@ -10,7 +10,7 @@ from resources.postgres import PostgresResource
 
 @pytest.fixture()
 def small_pool(postgres) -> PostgresResource:
-    return PostgresResource(url=postgres.url, pool_min_size=1, pool_max_size=1, statement_timeout_ms=500,
+    return PostgresResource(url=postgres.dsn, pool_min_size=1, pool_max_size=1, statement_timeout_ms=500,
                             connect_timeout_s=3, application_name="pool-test")
 
 
