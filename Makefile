@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PROJECT_DATA_DIR ?= $(CURDIR)/.data
 export DAGSTER_HOME ?= $(PROJECT_DATA_DIR)/dagster_home
 
-.PHONY: setup run test postgres ui bench stop clean
+.PHONY: setup run test postgres browser pools ui bench stop clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,15 @@ postgres: setup
 run: setup postgres
 	$(BIN)/python -m resources.materialize_all
 
-test: setup postgres
+# the browser test drives Debian's Chromium through Playwright (no browser download)
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: setup postgres browser
 	$(BIN)/python -m pytest tests
+
+pools: setup postgres
+	$(BIN)/python -m resources.pool_limits
 
 ui: setup postgres
 	$(BIN)/dagster dev -w workspace.yaml

@@ -83,10 +83,21 @@ def _app(server):
             body["data"]["masterToken"] = body["data"]["token"]
         return JSONResponse(body, status_code=response.status_code)
 
-    routes = [
-        Route(r.path, login, methods=["POST"]) if r.path == "/session/v1/login-request" else r
-        for r in server.routes
-    ]
+    async def query(request):
+        # fakesnow answers a statement it fails on (e.g. DuckDB's write-write conflict between two
+        # transactions) with HTTP 500, which the connector retries forever; Snowflake answers a
+        # failed statement with an error body, so the caller gets an error it can act on.
+        response = await server.query_request(request)
+        if response.status_code < 500:
+            return response
+        body = json.loads(response.body)
+        return JSONResponse({
+            "data": {"errorCode": "000603", "sqlState": "XX000"}, "code": "000603",
+            "message": body.get("message") or "statement failed in the emulator", "success": False,
+        })
+
+    endpoints = {"/session/v1/login-request": login, "/queries/v1/query-request": query}
+    routes = [Route(r.path, endpoints[r.path], methods=["POST"]) if r.path in endpoints else r for r in server.routes]
     return Starlette(routes=routes)
 
 

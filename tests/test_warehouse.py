@@ -96,3 +96,19 @@ def test_empty_frame_loads_nothing(warehouse):
         cur = conn.cursor()
         _create(cur, "WH_TEST.EMPTY")
         assert bulk_load(cur, "WH_TEST.EMPTY", _frame(0, 0), LOAD_COLUMNS) == 0
+
+
+def test_a_write_conflict_is_an_error_not_a_hang(warehouse):
+    """Two open transactions updating the same row: the second gets an error back at once."""
+    import snowflake.connector
+
+    with warehouse.get_connection() as setup:
+        _create(setup.cursor(), "WH_TEST.CONFLICT")
+        bulk_load(setup.cursor(), "WH_TEST.CONFLICT", _frame(0, 1), LOAD_COLUMNS)
+    with warehouse.get_connection() as first, warehouse.get_connection() as second:
+        first.cursor().execute("BEGIN")
+        first.cursor().execute("UPDATE WH_TEST.CONFLICT SET NAME = 'first' WHERE ID = 0")
+        second.cursor().execute("BEGIN")
+        with pytest.raises(snowflake.connector.errors.Error):
+            second.cursor().execute("UPDATE WH_TEST.CONFLICT SET NAME = 'second' WHERE ID = 0")
+        first.cursor().execute("COMMIT")
