@@ -2,8 +2,8 @@
 
 * ``daily_market_refresh``: once per NYSE session, after the close (holidays and weekends skipped
   by the exchange calendar), ONE range run over every symbol partition for prices and statements.
-  The raw asset then fetches only the missing days and only the statements of companies that FMP's
-  earnings calendar shows as having filed since they were last loaded.
+  The raw asset then fetches only the missing days, and statements only for companies whose next
+  filing can be out and whose latest filing (one cheap probe) is newer than what is loaded.
 * ``sp500_constituents_daily``: refreshes the universe asset once a day, which keeps the symbol
   partitions in step with the index.
 Dependents (TTM, ratios, metrics, analytics) follow by declarative automation.
