@@ -491,6 +491,11 @@ class FMPResource(dg.ConfigurableResource):
             config["base_url"] = dg.EnvVar("FMP_BASE_URL")
         if os.environ.get("FMP_CALLS_PER_MINUTE"):
             config["calls_per_minute"] = dg.EnvVar.int("FMP_CALLS_PER_MINUTE")
+        elif not os.environ.get("FMP_API_KEY"):
+            # offline: pace to the offline server's own limit rather than a paid plan's
+            from resources.offline_fmp import offline_calls_per_minute
+
+            config["calls_per_minute"] = offline_calls_per_minute()
         return cls(**config)
 
     def get_client(self) -> FMPClient:

@@ -22,13 +22,18 @@ def state_dir() -> Path:
     return data_dir() / "offline_fmp"
 
 
+def offline_calls_per_minute() -> int:
+    """The offline server's rate limit (FMP_OFFLINE_CALLS_PER_MINUTE, default 3000 as on Ultimate)."""
+    return env_int("FMP_OFFLINE_CALLS_PER_MINUTE", 3000)
+
+
 def service_args() -> list[str]:
     """Command-line knobs for the detached server, from FMP_OFFLINE_* environment variables."""
     import os
 
     args = [
         "--latency-ms", str(env_float("FMP_OFFLINE_LATENCY_MS", 0.0)),
-        "--calls-per-minute", str(env_int("FMP_OFFLINE_CALLS_PER_MINUTE", 3000)),
+        "--calls-per-minute", str(offline_calls_per_minute()),
         "--plan", os.environ.get("FMP_OFFLINE_PLAN") or "premium",
     ]
     as_of = os.environ.get("FMP_OFFLINE_AS_OF")

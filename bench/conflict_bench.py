@@ -1,0 +1,242 @@
+"""Conflict update benchmark: the old batch job against the new assets, in one run, on the same data.
+
+    python -m bench.conflict_bench                  # reference scale: 10,000 caregivers, ~5.2M visits in window
+    python -m bench.conflict_bench --scale 300      # small, for a quick look
+
+Steps: generate the data (skip with --no-generate), run ours as a full refresh (the backfill policy's runs of
+250 prefixes, detection then sync), copy the result so the old job has rows to update, run the old job
+(thread pool over 3-character prefix batches; each batch fetches all 98 columns of every visit of its SSNs in
+the window with the full join, then updates PostgreSQL by VisitID one row at a time), then ours again with no
+source change, then after changing 1% of the visits (concentrated in 1% of the prefixes, and spread over all).
+The old job runs on a random sample of batches by default and is extrapolated linearly (printed as such).
+It works in its own databases (PostgreSQL ``conflict_bench``, warehouse ``CONFLICT_BENCH``), never on dev
+data. Nothing printed carries an SSN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import psycopg
+
+from conflict_assets.columns import COLUMNS, NAMES
+from conflict_assets.detection import RESULT_TABLE, STATE_TABLE, detect, ensure_tables
+from conflict_assets.generate import generate
+from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
+from conflict_assets.postgres_schema import setup_postgres
+from conflict_assets.source_schema import visit_rows_sql
+from conflict_assets.sync import _column_values, sync
+from resources.postgres import PostgresResource, postgres_from_env
+from resources.warehouse import warehouse_from_env
+
+OLD_TABLE = "bench_old_conflictvisitmaps"
+BENCH_DB = "conflict_bench"  # its own PostgreSQL database and warehouse database: a bench never touches dev data
+
+
+def bench_postgres() -> PostgresResource:
+    base = postgres_from_env()
+    with psycopg.connect(base.dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
+            conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    return PostgresResource(url=psycopg.conninfo.make_conninfo(base.dsn, dbname=BENCH_DB), pool_max_size=8)
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def add(self, k: int = 1):
+        with self.lock:
+            self.n += k
+
+
+class CountingWarehouse:
+    """Counts every statement sent to the warehouse through this resource."""
+
+    def __init__(self, inner, counter: Counter):
+        self.inner, self.counter = inner, counter
+
+    @contextmanager
+    def get_connection(self):
+        with self.inner.get_connection() as conn:
+            yield _Conn(conn, self.counter)
+
+
+class _Conn:
+    def __init__(self, conn, counter):
+        self.conn, self.counter = conn, counter
+
+    def cursor(self):
+        return _Cursor(self.conn.cursor(), self.counter)
+
+
+class _Cursor:
+    def __init__(self, cur, counter):
+        self.cur, self.counter = cur, counter
+
+    def execute(self, *args, **kwargs):
+        self.counter.add()
+        self.cur.execute(*args, **kwargs)
+        return self
+
+    def __getattr__(self, name):
+        return getattr(self.cur, name)
+
+
+def run_ours(warehouse, postgres, as_of: dt.date) -> dict:
+    """The assets' work, run by run as the backfill policy groups it."""
+    counter = Counter()
+    wh = CountingWarehouse(warehouse, counter)
+    totals = {"rows_fetched": 0, "rows_written": 0, "rows_compared": 0, "prefixes_skipped": 0}
+    started = time.monotonic()
+    setup_postgres(postgres)
+    for lo in range(0, len(PREFIXES), PARTITIONS_PER_RUN):
+        prefixes = PREFIXES[lo:lo + PARTITIONS_PER_RUN]
+        with wh.get_connection() as conn:
+            detect(conn.cursor(), prefixes, as_of)
+        result = sync(wh, postgres, prefixes, as_of)
+        for key in totals:
+            totals[key] += result[key]
+    return {**totals, "seconds": time.monotonic() - started, "warehouse_queries": counter.n}
+
+
+def reset_ours(warehouse, postgres) -> None:
+    with warehouse.get_connection() as conn:
+        cur = conn.cursor()
+        ensure_tables(cur)
+        cur.execute(f"DELETE FROM {RESULT_TABLE}")
+        cur.execute(f"DELETE FROM {STATE_TABLE}")
+    with postgres.connection() as conn:
+        conn.execute("DROP TABLE IF EXISTS public.conflictvisitmaps, public.conflict_sync_state CASCADE")
+    setup_postgres(postgres)
+
+
+def prepare_old(postgres) -> None:
+    """The old job updates existing rows: give it a copy of the full result, with the old plan's indexes."""
+    with postgres.connection() as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {OLD_TABLE}")
+        conn.execute(f"CREATE TABLE {OLD_TABLE} (LIKE public.conflictvisitmaps INCLUDING ALL)")
+        conn.execute(f"INSERT INTO {OLD_TABLE} SELECT * FROM public.conflictvisitmaps")
+        conn.execute(f"ANALYZE {OLD_TABLE}")
+
+
+def _old_batch(warehouse, postgres, prefix: str, as_of: dt.date, stats: dict, lock: threading.Lock) -> None:
+    began = time.monotonic()
+    with warehouse.get_connection() as conn:
+        cur = conn.cursor()
+        cur.execute(visit_rows_sql([prefix], as_of))  # the full 98-column join, all visits of the batch
+        table = cur.fetch_arrow_all()
+    fetched = time.monotonic()
+    rows = 0 if table is None else table.num_rows
+    written = 0
+    if rows:
+        columns = [_column_values(table, n, t) for n, t, _ in COLUMNS]
+        sets = ", ".join(f'"{n}" = %s' for n in NAMES[1:])
+        sql = f'UPDATE {OLD_TABLE} SET {sets} WHERE "VisitID" = %s'
+        with postgres.connection() as pg, pg.cursor() as pcur:
+            for row in zip(*columns):  # one statement per row, as the old job did
+                pcur.execute(sql, (*row[1:], row[0]))
+                written += pcur.rowcount
+    with lock:
+        stats["queries"] += 1
+        stats["rows_fetched"] += rows
+        stats["statements"] += rows
+        stats["rows_written"] += written
+        stats["fetch_seconds"] += fetched - began
+        stats["update_seconds"] += time.monotonic() - fetched
+
+
+def run_old(warehouse, postgres, as_of: dt.date, workers: int, sample: int | None, seed: int) -> dict:
+    batches = list(PREFIXES)
+    if sample and sample < len(batches):
+        batches = sorted(random.Random(seed).sample(batches, sample))
+    stats = {"queries": 0, "rows_fetched": 0, "statements": 0, "rows_written": 0, "fetch_seconds": 0.0,
+             "update_seconds": 0.0}
+    lock = threading.Lock()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda p: _old_batch(warehouse, postgres, p, as_of, stats, lock), batches))
+    stats["seconds"] = time.monotonic() - started
+    stats["batches"] = len(batches)
+    factor = len(PREFIXES) / len(batches)
+    stats["extrapolated"] = factor != 1
+    for key in ("queries", "rows_fetched", "statements", "rows_written", "seconds"):
+        stats[f"{key}_full"] = stats[key] * factor
+    return stats
+
+
+def change_visits(warehouse, where: str) -> int:
+    with warehouse.get_connection() as conn:
+        cur = conn.cursor()
+        cur.execute(f"UPDATE VISITS.VISITS SET BILLED_RATE = COALESCE(BILLED_RATE, 0) + 1 WHERE {where}")
+        return int(cur.fetchone()[0])
+
+
+def _line(label: str, seconds: float, queries, fetched, written, extra: str = "") -> None:
+    print(f"{label:<44} {seconds:>9.1f} s {queries:>10,.0f} {fetched:>13,.0f} {written:>12,.0f}  {extra}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="old conflict job vs the new assets")
+    parser.add_argument("--scale", type=int, default=10_000, help="caregivers (SSNs); reference 10,000")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, default=dt.date(2026, 11, 24))
+    parser.add_argument("--no-generate", action="store_true", help="reuse the data already in the warehouse")
+    parser.add_argument("--workers", type=int, default=6, help="old job's thread pool (4-8 in production)")
+    parser.add_argument("--old-sample", type=int, default=24,
+                        help="old job: batches to run, extrapolated linearly (0 = all 1,000)")
+    parser.add_argument("--warehouse-database", default="CONFLICT_BENCH")
+    opts = parser.parse_args()
+    os.environ["SNOWFLAKE_DATABASE"] = opts.warehouse_database
+    warehouse, postgres = warehouse_from_env(), bench_postgres()
+
+    if not opts.no_generate:
+        began = time.monotonic()
+        with warehouse.get_connection() as conn:
+            counts = generate(conn.cursor(), opts.scale, opts.seed, opts.as_of)
+        print(f"generated {counts['VISITS']:,} visit rows for {opts.scale:,} caregivers "
+              f"in {time.monotonic() - began:.0f} s")
+    print(f"{'step':<44} {'wall':>11} {'wh queries':>10} {'rows fetched':>13} {'rows written':>12}")
+
+    reset_ours(warehouse, postgres)
+    full = run_ours(warehouse, postgres, opts.as_of)
+    _line("new: full refresh", full["seconds"], full["warehouse_queries"], full["rows_fetched"], full["rows_written"])
+
+    prepare_old(postgres)
+    old = run_old(warehouse, postgres, opts.as_of, opts.workers, opts.old_sample or None, opts.seed)
+    label = f"old: {old['batches']} batches, {opts.workers} workers"
+    _line(label, old["seconds"], old["queries"], old["rows_fetched"], old["rows_written"],
+          f"({old['statements']:,} UPDATE statements; fetch {old['fetch_seconds']:.0f} s, row updates "
+          f"{old['update_seconds']:.0f} s, summed over workers)")
+    if old["extrapolated"]:
+        _line("old: EXTRAPOLATED linearly to 1,000 batches", old["seconds_full"], old["queries_full"],
+              old["rows_fetched_full"], old["rows_written_full"], "(estimate, not measured)")
+    print(f"speed-up, full refresh: {old['seconds_full'] / full['seconds']:.1f}x "
+          f"({'vs extrapolated old' if old['extrapolated'] else 'measured'})")
+
+    rerun = run_ours(warehouse, postgres, opts.as_of)
+    _line("new: rerun, no source change", rerun["seconds"], rerun["warehouse_queries"], rerun["rows_fetched"],
+          rerun["rows_written"], "(target: 0 written, <= 10 s)")
+
+    ten = ", ".join(f"'{p}'" for p in PREFIXES[::100])
+    changed = change_visits(warehouse, f"CAREGIVER_KEY IN (SELECT CAREGIVER_KEY FROM VISITS.CAREGIVERS "
+                                       f"WHERE LEFT(SSN, 3) IN ({ten}))")
+    local = run_ours(warehouse, postgres, opts.as_of)
+    _line(f"new: {changed:,} visits changed in 1% of prefixes", local["seconds"], local["warehouse_queries"],
+          local["rows_fetched"], local["rows_written"])
+    changed = change_visits(warehouse, "APP_VISIT_ID % 100 = 0")
+    spread = run_ours(warehouse, postgres, opts.as_of)
+    _line(f"new: {changed:,} visits (1%) changed, all prefixes", spread["seconds"], spread["warehouse_queries"],
+          spread["rows_fetched"], spread["rows_written"])
+
+
+if __name__ == "__main__":
+    main()
