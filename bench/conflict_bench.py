@@ -184,7 +184,7 @@ def _line(label: str, seconds: float, queries, fetched, written, extra: str = ""
     print(f"{label:<44} {seconds:>9.1f} s {queries:>10,.0f} {fetched:>13,.0f} {written:>12,.0f}  {extra}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="old conflict job vs the new assets")
     parser.add_argument("--scale", type=int, default=10_000, help="caregivers (SSNs); reference 10,000")
     parser.add_argument("--seed", type=int, default=7)
@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--old-sample", type=int, default=24,
                         help="old job: batches to run, extrapolated linearly (0 = all 1,000)")
     parser.add_argument("--warehouse-database", default="CONFLICT_BENCH")
-    opts = parser.parse_args()
+    opts = parser.parse_args(argv)
     os.environ["SNOWFLAKE_DATABASE"] = opts.warehouse_database
     warehouse, postgres = warehouse_from_env(), bench_postgres()
 

@@ -6,12 +6,14 @@ Metadata carries counts, seconds and rows/s only; partition keys are 3-digit pre
 """
 
 import hashlib
+from datetime import timedelta
 
 from dagster import (
     AssetExecutionContext,
     AutomationCondition,
     Config,
     DataVersion,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -23,6 +25,7 @@ from conflict_assets.postgres_schema import ensure_postgres
 from conflict_assets.source_schema import as_of_date
 from conflict_assets.sync import sanitized, sync
 from resources.postgres import PostgresResource
+from resources.retry import network_retry_policy
 from resources.warehouse import Warehouse
 
 
@@ -47,6 +50,7 @@ def _run_version(fingerprints: dict[str, str]) -> DataVersion:
     partitions_def=ssn_prefix_partitions,
     backfill_policy=backfill_policy,
     pool="snowflake",
+    retry_policy=network_retry_policy,
     group_name="conflicts",
     kinds={"snowflake"},
     description="Time-overlap and travel-time conflicts per SSN prefix (warehouse table CONFLICTS.VISIT_CONFLICTS).",
@@ -71,8 +75,11 @@ def visit_conflicts(context: AssetExecutionContext, config: DetectionConfig, war
     partitions_def=ssn_prefix_partitions,
     backfill_policy=backfill_policy,
     pool="postgres",
+    retry_policy=network_retry_policy,
     group_name="conflicts",
     kinds={"postgres"},
+    # late in the UI when no sync has landed for a day
+    freshness_policy=FreshnessPolicy.time_window(fail_window=timedelta(hours=36), warn_window=timedelta(hours=26)),
     # follows detection partition by partition, never while a run or backfill of it is in progress
     automation_condition=AutomationCondition.eager(),
     description="PostgreSQL conflictvisitmaps kept in step with the detected conflicts, only what changed.",

@@ -29,3 +29,47 @@ def test_only_changed_prefixes_are_requested_once():
     vanished = {p: fp for p, fp in recorded.items() if p != "999"}
     assert [r.tags[ASSET_PARTITION_RANGE_START_TAG] for r in
             source_change_requests(vanished, recorded, None).run_requests] == ["999"]
+
+
+def test_a_sensor_tick_leads_to_runs_that_succeed_and_then_nothing_to_do(warehouse, postgres, monkeypatch):
+    """End to end on tiny data: the tick requests detection for changed prefixes only; running its
+    requests succeeds; the next tick finds nothing changed; a source edit brings back just its prefix."""
+    import datetime as dt
+
+    from dagster import DagsterInstance, build_sensor_context, materialize
+
+    from conflict_assets.assets import conflictvisitmaps, visit_conflicts
+    from conflict_assets.detection import RESULT_TABLE, STATE_TABLE, ensure_tables
+    from conflict_assets.generate import generate
+    from conflict_assets.sensors import conflict_source_changes
+
+    as_of = dt.date(2026, 3, 1)
+    monkeypatch.setenv("CONFLICT_AS_OF", as_of.isoformat())
+    with warehouse.get_connection() as conn:
+        cur = conn.cursor()
+        generate(cur, scale=40, seed=5, as_of=as_of, visits_per_caregiver=100)
+        ensure_tables(cur)
+        cur.execute(f"DELETE FROM {RESULT_TABLE}")
+        cur.execute(f"DELETE FROM {STATE_TABLE}")
+    instance = DagsterInstance.ephemeral()
+    resources = {"warehouse": warehouse, "postgres": postgres}
+
+    def tick(cursor=None):
+        return conflict_source_changes(build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+
+    first = tick()
+    assert first.run_requests, "a fresh source must request detection"
+    for request in first.run_requests:
+        result = materialize([visit_conflicts, conflictvisitmaps], instance=instance, resources=resources,
+                             selection=request.asset_selection, tags=request.tags)
+        assert result.success
+    assert isinstance(tick(first.cursor), dg.SkipReason)
+
+    with warehouse.get_connection() as conn:
+        cur = conn.cursor()
+        prefix = cur.execute("SELECT MIN(LEFT(SSN, 3)) FROM VISITS.CAREGIVERS WHERE SSN IS NOT NULL").fetchone()[0]
+        cur.execute("UPDATE VISITS.VISITS SET LAST_UPDATED_BY = 'sensor test' WHERE CAREGIVER_KEY IN "
+                    f"(SELECT CAREGIVER_KEY FROM VISITS.CAREGIVERS WHERE LEFT(SSN, 3) = '{prefix}')")
+    changed = tick(first.cursor)
+    assert [(r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG])
+            for r in changed.run_requests] == [(prefix, prefix)]

@@ -21,6 +21,7 @@ from dagster import (
     asset,
 )
 
+from financial_assets import freshness
 from financial_assets.derived.tables import (
     DIM_COMPANY,
     DIM_DATE,
@@ -34,6 +35,7 @@ from financial_assets.derived.tables import (
     render,
 )
 from financial_assets.partitions import symbol_partitions
+from resources.retry import network_retry_policy
 from resources.warehouse import Warehouse
 
 RAW_UNIVERSE = AssetKey(["fmp_raw", "universe"])
@@ -139,6 +141,8 @@ _PARTITIONED = dict(
     partitions_def=symbol_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     pool="snowflake",
+    retry_policy=network_retry_policy,
+    freshness_policy=freshness.daily,
     kinds={"snowflake", "sql"},
     automation_condition=_EAGER,
 )
@@ -171,7 +175,8 @@ def dim_company(context: AssetExecutionContext, warehouse: Warehouse) -> Materia
     return materialize_table(context, warehouse, DIM_COMPANY)
 
 
-@asset(key=DIM_DATE_KEY, deps=[RAW_PRICES], group_name="analytics", pool="snowflake", kinds={"snowflake", "sql"},
+@asset(key=DIM_DATE_KEY, deps=[RAW_PRICES], group_name="analytics", pool="snowflake",
+       retry_policy=network_retry_policy, freshness_policy=freshness.daily, kinds={"snowflake", "sql"},
        automation_condition=_EAGER,
        description="Calendar 2000-2035 with ISO week fields and a trading-day flag (unpartitioned).")
 def dim_date(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:

@@ -42,6 +42,7 @@ from dagster import (
 import pandas as pd
 from pydantic import Field
 
+from financial_assets import freshness
 from financial_assets.partitions import symbol_partitions
 from financial_assets.raw import load, normalize
 from financial_assets.raw.normalize import SYMBOL_RE, Notes, day, number, timestamp
@@ -61,6 +62,7 @@ from financial_assets.raw.schema import (
 )
 from financial_assets.raw.universe import UNIVERSE_KEY, statement_symbol
 from resources.fmp import FMPResource
+from resources.retry import network_retry_policy
 from resources.warehouse import Warehouse
 
 PROFILES_KEY = AssetKey(["fmp_raw", "company_profiles"])
@@ -107,7 +109,8 @@ class RawFmpConfig(Config):
 def _specs() -> list[AssetSpec]:
     return [
         AssetSpec(key, deps=[UNIVERSE_KEY], group_name="fmp_raw", description=_DESCRIPTIONS[key],
-                  kinds={"snowflake"}, metadata={"table": f"FMP_RAW.{TABLE_OF_KEY[key].name}"})
+                  kinds={"snowflake"}, metadata={"table": f"FMP_RAW.{TABLE_OF_KEY[key].name}"},
+                  freshness_policy=freshness.weekly if key in KIND_KEYS.values() else freshness.daily)
         for key in (PROFILES_KEY, PRICES_KEY, INCOME_KEY, BALANCE_KEY, CASH_FLOW_KEY)
     ]
 
@@ -452,6 +455,7 @@ def price_chart(cursor, symbol: str) -> MetadataValue:
     can_subset=True,
     backfill_policy=BackfillPolicy.single_run(),
     pool="fmp_api",
+    retry_policy=network_retry_policy,
     description="FMP -> FMP_RAW for a set of symbols: profiles, daily prices, income statements, balance "
     "sheets, cash-flow statements. One run per backfill; symbols fetched concurrently; tables loaded once.",
 )

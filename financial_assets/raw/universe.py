@@ -22,11 +22,13 @@ from dagster import (
     asset_check,
 )
 
+from financial_assets import freshness
 from financial_assets.partitions import symbol_partitions
 from financial_assets.raw import load
 from financial_assets.raw.normalize import SYMBOL_RE, Notes, text, to_fmp_symbol, to_index_symbol
 from financial_assets.raw.schema import UNIVERSE, ensure_tables
 from resources.fmp import FMPPlanError, FMPResource
+from resources.retry import network_retry_policy
 from resources.warehouse import Warehouse
 
 UNIVERSE_KEY = AssetKey(["fmp_raw", "universe"])
@@ -102,6 +104,8 @@ def universe_frame(records: list[dict], source: str, now: datetime, notes: Notes
     key=UNIVERSE_KEY,
     group_name="fmp_raw",
     pool="fmp_api",
+    retry_policy=network_retry_policy,
+    freshness_policy=freshness.daily,
     kinds={"snowflake"},
     description="S&P 500 constituents (FMP sp500-constituent; packaged pytickersymbols list when the FMP "
     "plan lacks the endpoint). Table FMP_RAW.UNIVERSE; keeps the sp500_symbols partitions in step.",

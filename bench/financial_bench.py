@@ -1,0 +1,133 @@
+"""Financial pipeline benchmark: the old sequential ETL beside the Dagster asset graph, in one run.
+
+Both run on this machine against the offline FMP server set to FMP's Premium plan (150 ms latency,
+750 calls/min) and the embedded warehouse, each in a cold data folder of its own. The old ETL is
+linear by construction, so it runs on a sample of symbols and is extrapolated to the universe;
+ours runs on every symbol. Then a daily refresh: one new trading day without new filings.
+
+    python -m bench.financial_bench [--baseline-symbols 10] [--symbols N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from bench.environment import fresh_environment, offline_fmp_stats, set_offline_fmp
+
+PLAN_CALLS_PER_MINUTE = 750
+LATENCY_MS = 150
+HISTORY_YEARS = 5
+
+
+def quiet_trading_days(client, around: date) -> tuple[date, date]:
+    """Two consecutive trading days with no filing between them, so the refresh has none."""
+    import exchange_calendars as xcals
+
+    sessions = [d.date() for d in xcals.get_calendar("XNYS").sessions_in_range(around - timedelta(days=80), around)]
+    filed = {r["date"] for r in client.earnings_calendar(sessions[0], sessions[-1])}
+    for before, after in zip(reversed(sessions[:-1]), reversed(sessions[1:])):
+        days = {(before + timedelta(days=i)).isoformat() for i in range(1, (after - before).days + 1)}
+        if not days & filed:
+            return before, after
+    raise RuntimeError("no quiet trading day found")
+
+
+def run_baseline(symbols: list[str], as_of: date) -> dict:
+    from bench.old_financial_etl import OldFinancialETL
+    from resources.fmp import FMPResource
+    from resources.warehouse import warehouse_from_env
+
+    client = FMPResource.from_env().get_client()
+    etl = OldFinancialETL(warehouse_from_env(), client, as_of - timedelta(days=365 * HISTORY_YEARS), as_of)
+    etl.create_tables()
+    started = time.monotonic()
+    for symbol in symbols:
+        etl.run_symbol(symbol)
+    return {"seconds": time.monotonic() - started, "api_calls": client.calls_made, "rows": etl.rows,
+            "symbols": len(symbols)}
+
+
+def run_ours(limit: int | None) -> dict:
+    import dagster as dg
+
+    from resources.materialize_all import materialize_location
+
+    calls_before = offline_fmp_stats()["calls"]
+    started = time.monotonic()
+    summaries = materialize_location("financial_assets", dg.DagsterInstance.get(), limit)
+    seconds = time.monotonic() - started
+    return {"seconds": seconds, "api_calls": offline_fmp_stats()["calls"] - calls_before,
+            "ok": all(s["ok"] for s in summaries), "runs": summaries, "rows": raw_row_count()}
+
+
+def raw_row_count() -> int:
+    from resources.warehouse import warehouse_from_env
+
+    tables = ["COMPANY_PROFILES", "DAILY_PRICES", "INCOME_STATEMENTS", "BALANCE_SHEETS", "CASH_FLOW_STATEMENTS"]
+    with warehouse_from_env().get_connection() as conn:
+        cur = conn.cursor()
+        return sum(cur.execute(f"SELECT COUNT(*) FROM FMP_RAW.{t}").fetchone()[0] for t in tables)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline-symbols", type=int, default=10)
+    parser.add_argument("--symbols", type=int, help="limit ours to the first N symbols (default: all)")
+    parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 11, 20))
+    opts = parser.parse_args(argv)
+
+    results: dict = {"plan_calls_per_minute": PLAN_CALLS_PER_MINUTE, "latency_ms": LATENCY_MS}
+    with fresh_environment("financial-baseline", latency_ms=LATENCY_MS, calls_per_minute=PLAN_CALLS_PER_MINUTE):
+        from resources.fmp import FMPResource
+        from resources.offline_fmp.universe import companies
+
+        client = FMPResource.from_env().get_client()
+        day0, day1 = quiet_trading_days(client, opts.as_of)
+        set_offline_fmp(as_of=day0.isoformat())
+        universe = sorted(c.symbol for c in companies().values())
+        baseline = run_baseline(universe[: opts.baseline_symbols], day0)
+    results["as_of"], results["refresh_day"] = day0.isoformat(), day1.isoformat()
+    scale = len(universe) / baseline["symbols"]
+    results["baseline"] = {**baseline, "extrapolated_seconds": baseline["seconds"] * scale,
+                           "extrapolated_api_calls": baseline["api_calls"] * scale,
+                           "extrapolated_rows": baseline["rows"] * scale}
+
+    with fresh_environment("financial-ours", latency_ms=LATENCY_MS, calls_per_minute=PLAN_CALLS_PER_MINUTE):
+        set_offline_fmp(as_of=day0.isoformat())
+        results["cold"] = run_ours(opts.symbols)
+        set_offline_fmp(as_of=day1.isoformat())
+        results["refresh"] = run_ours(opts.symbols)
+    for run in ("cold", "refresh"):
+        floor = results[run]["api_calls"] / PLAN_CALLS_PER_MINUTE * 60
+        results[run]["rate_limit_floor_seconds"] = floor
+        results[run]["vs_floor"] = results[run]["seconds"] / floor if floor else None
+    results["speedup_vs_baseline"] = results["baseline"]["extrapolated_seconds"] / results["cold"]["seconds"]
+    results["speedup_vs_report"] = 131.0 * len(universe) / results["cold"]["seconds"]
+    print_report(results, len(universe))
+    out = Path("bench/results"); out.mkdir(parents=True, exist_ok=True)
+    (out / "financial.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def print_report(r: dict, universe: int) -> None:
+    b, c, d = r["baseline"], r["cold"], r["refresh"]
+    print(f"\nFinancial benchmark: offline FMP at {r['latency_ms']} ms/call, {r['plan_calls_per_minute']} calls/min")
+    print(f"{'':34}{'wall s':>10}{'API calls':>11}{'rows':>11}{'floor s':>9}{'x floor':>9}")
+    print(f"{'old ETL, ' + str(b['symbols']) + ' symbols (measured)':34}{b['seconds']:>10.1f}{b['api_calls']:>11}"
+          f"{b['rows']:>11}")
+    print(f"{'old ETL, ' + str(universe) + ' symbols (linear)':34}{b['extrapolated_seconds']:>10.0f}"
+          f"{b['extrapolated_api_calls']:>11.0f}{b['extrapolated_rows']:>11.0f}")
+    for name, run in (("ours, cold backfill", c), ("ours, daily refresh", d)):
+        print(f"{name:34}{run['seconds']:>10.1f}{run['api_calls']:>11}{run['rows']:>11}"
+              f"{run['rate_limit_floor_seconds']:>9.1f}{run['vs_floor'] or 0:>9.2f}")
+    print(f"speed-up vs the old ETL measured here: {r['speedup_vs_baseline']:.1f}x; "
+          f"vs the report's 131 s/symbol: {r['speedup_vs_report']:.0f}x; all runs ok: {c['ok'] and d['ok']}")
+
+
+if __name__ == "__main__":
+    main()
