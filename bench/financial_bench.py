@@ -65,6 +65,39 @@ def run_ours(limit: int | None) -> dict:
             "ok": all(s["ok"] for s in summaries), "runs": summaries, "rows": raw_row_count()}
 
 
+def run_refresh() -> dict:
+    """The next trading day as automation runs it: the daily sensor's range run (prices and new filings;
+    the recheck window set to 0 because the bench cannot wait a day), then the dependents it updates."""
+    import dagster as dg
+
+    from financial_assets.definitions import defs
+    from financial_assets.derived import derived_assets
+    from financial_assets.partitions import symbol_partitions
+    from financial_assets.sensors import DAILY_REFRESH_KEYS, range_run
+
+    instance = dg.DagsterInstance.get()
+    keys = symbol_partitions.get_partition_keys(dynamic_partitions_store=instance)
+    request = range_run(keys, DAILY_REFRESH_KEYS, "bench-refresh")
+    everything = [*defs.assets, *defs.asset_checks]
+    calls_before = offline_fmp_stats()["calls"]
+    started = time.monotonic()
+    raw = dg.materialize(everything, selection=request.asset_selection, tags=request.tags, instance=instance,
+                         resources=defs.resources,
+                         run_config={"ops": {"fmp_raw_symbols": {"config": {"recheck_after_hours": 0}}}})
+    raw_seconds = time.monotonic() - started
+    partitioned = [a for a in derived_assets if a.partitions_def is not None]
+    unpartitioned = [a for a in derived_assets if a.partitions_def is None]
+    derived = [
+        dg.materialize(everything, selection=dg.AssetSelection.assets(*partitioned), tags=request.tags,
+                       instance=instance, resources=defs.resources),
+        dg.materialize(everything, selection=dg.AssetSelection.assets(*unpartitioned), instance=instance,
+                       resources=defs.resources),
+    ]
+    seconds = time.monotonic() - started
+    return {"seconds": seconds, "raw_run_seconds": raw_seconds, "api_calls": offline_fmp_stats()["calls"] - calls_before,
+            "ok": raw.success and all(r.success for r in derived), "rows": raw_row_count()}
+
+
 def raw_row_count() -> int:
     from resources.warehouse import warehouse_from_env
 
@@ -101,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
         set_offline_fmp(as_of=day0.isoformat())
         results["cold"] = run_ours(opts.symbols)
         set_offline_fmp(as_of=day1.isoformat())
-        results["refresh"] = run_ours(opts.symbols)
+        results["refresh"] = run_refresh()
     for run in ("cold", "refresh"):
         floor = results[run]["api_calls"] / PLAN_CALLS_PER_MINUTE * 60
         results[run]["rate_limit_floor_seconds"] = floor
@@ -125,6 +158,8 @@ def print_report(r: dict, universe: int) -> None:
     for name, run in (("ours, cold backfill", c), ("ours, daily refresh", d)):
         print(f"{name:34}{run['seconds']:>10.1f}{run['api_calls']:>11}{run['rows']:>11}"
               f"{run['rate_limit_floor_seconds']:>9.1f}{run['vs_floor'] or 0:>9.2f}")
+    print(f"daily refresh: the sensor's range run took {d['raw_run_seconds']:.1f} s of it; the rest is the "
+          "dependents' runs (SQL plus Dagster's per-partition event bookkeeping)")
     print(f"speed-up vs the old ETL measured here: {r['speedup_vs_baseline']:.1f}x; "
           f"vs the report's 131 s/symbol: {r['speedup_vs_report']:.0f}x; all runs ok: {c['ok'] and d['ok']}")
 
