@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from datetime import date, timedelta
 from pathlib import Path

@@ -1,7 +1,7 @@
 """Blocking asset checks of the derived layer: a failure stops every dependent asset in the run."""
 
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
 
 from financial_assets.derived.assets import (
     MARKET_METRICS_KEY,

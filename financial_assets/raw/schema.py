@@ -1,4 +1,4 @@
-"""The FMP_RAW tables: FMP stable field lists (FMP_SPEC §3.4-3.6), column names and DDL.
+"""The FMP_RAW tables: column names and DDL from FMP's stable field lists (resources/fmp_fields.py).
 
 Statement tables get one FLOAT column per numeric FMP field, named camelCase -> UPPER_SNAKE, plus
 the full record as VARIANT (PAYLOAD) so a renamed or new field loses nothing.
@@ -9,62 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from resources.fmp_fields import BALANCE_FIELDS, CASH_FLOW_FIELDS, INCOME_FIELDS
+
 SCHEMA = "FMP_RAW"
-
-
-def _split(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.replace("\n", " ").split(",") if name.strip())
 
 
 def column_name(field: str) -> str:
     """FMP camelCase field -> warehouse column (revenue -> REVENUE, epsDiluted -> EPS_DILUTED)."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", field).upper()
 
-
-# FMP stable statement header fields (typed separately, not FLOAT)
-STATEMENT_HEADER = _split("date, symbol, reportedCurrency, cik, filingDate, acceptedDate, fiscalYear, period")
-
-INCOME_FIELDS = _split(
-    """revenue, costOfRevenue, grossProfit, researchAndDevelopmentExpenses,
-    generalAndAdministrativeExpenses, sellingAndMarketingExpenses,
-    sellingGeneralAndAdministrativeExpenses, otherExpenses, operatingExpenses, costAndExpenses,
-    netInterestIncome, interestIncome, interestExpense, depreciationAndAmortization, ebitda, ebit,
-    nonOperatingIncomeExcludingInterest, operatingIncome, totalOtherIncomeExpensesNet,
-    incomeBeforeTax, incomeTaxExpense, netIncomeFromContinuingOperations,
-    netIncomeFromDiscontinuedOperations, otherAdjustmentsToNetIncome, netIncome,
-    netIncomeDeductions, bottomLineNetIncome, eps, epsDiluted, weightedAverageShsOut,
-    weightedAverageShsOutDil"""
-)
-
-BALANCE_FIELDS = _split(
-    """cashAndCashEquivalents, shortTermInvestments, cashAndShortTermInvestments, netReceivables,
-    accountsReceivables, otherReceivables, inventory, prepaids, otherCurrentAssets,
-    totalCurrentAssets, propertyPlantEquipmentNet, goodwill, intangibleAssets,
-    goodwillAndIntangibleAssets, longTermInvestments, taxAssets, otherNonCurrentAssets,
-    totalNonCurrentAssets, otherAssets, totalAssets, totalPayables, accountPayables, otherPayables,
-    accruedExpenses, shortTermDebt, capitalLeaseObligationsCurrent, taxPayables, deferredRevenue,
-    otherCurrentLiabilities, totalCurrentLiabilities, longTermDebt,
-    capitalLeaseObligationsNonCurrent, deferredRevenueNonCurrent, deferredTaxLiabilitiesNonCurrent,
-    otherNonCurrentLiabilities, totalNonCurrentLiabilities, otherLiabilities,
-    capitalLeaseObligations, totalLiabilities, treasuryStock, preferredStock, commonStock,
-    retainedEarnings, additionalPaidInCapital, accumulatedOtherComprehensiveIncomeLoss,
-    otherTotalStockholdersEquity, totalStockholdersEquity, totalEquity, minorityInterest,
-    totalLiabilitiesAndTotalEquity, totalInvestments, totalDebt, netDebt"""
-)
-
-CASH_FLOW_FIELDS = _split(
-    """netIncome, depreciationAndAmortization, deferredIncomeTax, stockBasedCompensation,
-    changeInWorkingCapital, accountsReceivables, inventory, accountsPayables, otherWorkingCapital,
-    otherNonCashItems, netCashProvidedByOperatingActivities, investmentsInPropertyPlantAndEquipment,
-    acquisitionsNet, purchasesOfInvestments, salesMaturitiesOfInvestments,
-    otherInvestingActivities, netCashProvidedByInvestingActivities, netDebtIssuance,
-    longTermNetDebtIssuance, shortTermNetDebtIssuance, netStockIssuance, netCommonStockIssuance,
-    commonStockIssuance, commonStockRepurchased, netPreferredStockIssuance, netDividendsPaid,
-    commonDividendsPaid, preferredDividendsPaid, otherFinancingActivities,
-    netCashProvidedByFinancingActivities, effectOfForexChangesOnCash, netChangeInCash,
-    cashAtEndOfPeriod, cashAtBeginningOfPeriod, operatingCashFlow, capitalExpenditure,
-    freeCashFlow, incomeTaxesPaid, interestPaid"""
-)
 
 # v3 names that may still arrive (FMP_SPEC §3.4-3.6): mapped onto the stable field when it is absent
 LEGACY_ALIASES = {

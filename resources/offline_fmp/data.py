@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from resources.offline_fmp import fields
+from resources import fmp_fields as fields
 from resources.offline_fmp.fundamentals import Statements, issuer_profile, statements
 from resources.offline_fmp.prices import Bars, bars
 from resources.offline_fmp.universe import Company, companies, find, stable_int, unit

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
-from resources.offline_fmp import fields
+from resources import fmp_fields as fields
 from resources.offline_fmp.prices import price_params
 from resources.offline_fmp.universe import Company, stable_int, unit
 

@@ -1,4 +1,4 @@
-"""Wire field order of the stable endpoints the offline server serves (FMP_SPEC §3)."""
+"""FMP stable API wire fields, in wire order (FMP_SPEC §3): one list for the client side and the offline server."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ QUOTE = _split(
 
 EOD_FULL = _split("symbol, date, open, high, low, close, volume, change, changePercent, vwap")
 
-INCOME = STATEMENT_HEADER + _split(
+INCOME_FIELDS = _split(
     """revenue, costOfRevenue, grossProfit, researchAndDevelopmentExpenses,
     generalAndAdministrativeExpenses, sellingAndMarketingExpenses,
     sellingGeneralAndAdministrativeExpenses, otherExpenses, operatingExpenses, costAndExpenses,
@@ -35,7 +35,7 @@ INCOME = STATEMENT_HEADER + _split(
     weightedAverageShsOutDil"""
 )
 
-BALANCE = STATEMENT_HEADER + _split(
+BALANCE_FIELDS = _split(
     """cashAndCashEquivalents, shortTermInvestments, cashAndShortTermInvestments, netReceivables,
     accountsReceivables, otherReceivables, inventory, prepaids, otherCurrentAssets,
     totalCurrentAssets, propertyPlantEquipmentNet, goodwill, intangibleAssets,
@@ -51,7 +51,7 @@ BALANCE = STATEMENT_HEADER + _split(
     totalLiabilitiesAndTotalEquity, totalInvestments, totalDebt, netDebt"""
 )
 
-CASH_FLOW = STATEMENT_HEADER + _split(
+CASH_FLOW_FIELDS = _split(
     """netIncome, depreciationAndAmortization, deferredIncomeTax, stockBasedCompensation,
     changeInWorkingCapital, accountsReceivables, inventory, accountsPayables, otherWorkingCapital,
     otherNonCashItems, netCashProvidedByOperatingActivities, investmentsInPropertyPlantAndEquipment,
@@ -64,6 +64,10 @@ CASH_FLOW = STATEMENT_HEADER + _split(
     cashAtEndOfPeriod, cashAtBeginningOfPeriod, operatingCashFlow, capitalExpenditure,
     freeCashFlow, incomeTaxesPaid, interestPaid"""
 )
+
+INCOME = STATEMENT_HEADER + INCOME_FIELDS
+BALANCE = STATEMENT_HEADER + BALANCE_FIELDS
+CASH_FLOW = STATEMENT_HEADER + CASH_FLOW_FIELDS
 
 CONSTITUENT = _split("symbol, name, sector, subSector, headQuarter, dateFirstAdded, cik, founded")
 
