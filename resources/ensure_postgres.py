@@ -43,11 +43,11 @@ def start_cluster() -> bool:
     return False
 
 
-def start_embedded() -> str:
+def start_embedded(pgdata: Path):
+    """An embedded PostgreSQL (pgserver's bundled binaries) that outlives this process."""
     import pgserver
 
-    server = pgserver.get_server(data_dir() / "postgres" / "pgdata", cleanup_mode=None)
-    return server.get_uri()
+    return pgserver.get_server(pgdata, cleanup_mode=None)
 
 
 def main() -> int:
@@ -61,7 +61,7 @@ def main() -> int:
         url_file().unlink(missing_ok=True)
         print("postgres: using the local server on 127.0.0.1:5432")
         return 0
-    uri = start_embedded()
+    uri = start_embedded(data_dir() / "postgres" / "pgdata").get_uri()
     url_file().parent.mkdir(parents=True, exist_ok=True)
     url_file().write_text(uri)
     print("postgres: started the embedded server under the data folder")

@@ -43,3 +43,15 @@ def test_a_failed_statement_rolls_back_and_releases_its_connection(small_pool):
     with small_pool.connection() as conn:
         assert conn.execute("SELECT count(*) FROM pool_probe").fetchone() == (0,)
     assert small_pool._pool().get_stats()["pool_available"] == 1
+
+
+def test_the_embedded_server_serves_when_no_server_answers(tmp_path):
+    from resources.ensure_postgres import answers, start_embedded
+
+    server = start_embedded(tmp_path / "pgdata")
+    try:
+        assert answers(server.get_uri())
+        with psycopg.connect(server.get_uri()) as conn:
+            assert conn.execute("SELECT 1 + 1").fetchone() == (2,)
+    finally:
+        server.cleanup()
