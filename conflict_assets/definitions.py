@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, Definitions
+from dagster import AssetSelection, AutomationConditionSensorDefinition, Definitions
 
 from conflict_assets.assets import conflictvisitmaps, visit_conflicts
 from conflict_assets.checks import conflict_pairs_complete, visits_without_ssn
 from conflict_assets.sensors import conflict_sensors
+from resources.settings import sensors_default_status
 from resources.shared import shared_resources
 
 # declared here so it runs by default (the implicit default automation sensor starts stopped)
 conflict_automation = AutomationConditionSensorDefinition(
     "conflict_automation",
     target=AssetSelection.assets(conflictvisitmaps),
-    default_status=DefaultSensorStatus.RUNNING,
+    default_status=sensors_default_status(),
     minimum_interval_seconds=60,
 )
 

@@ -17,6 +17,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from conflict_assets.detection import DetectionParams, ensure_tables, fingerprints, stored_fingerprints
 from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
 from conflict_assets.source_schema import as_of_date
+from resources.settings import sensors_default_status
 from resources.warehouse import Warehouse
 
 DETECTION_KEY = dg.AssetKey(["conflicts", "visit_conflicts"])
@@ -61,7 +62,7 @@ def source_change_requests(current: dict[str, str], recorded: dict[str, str], cu
     name="conflict_source_changes",
     asset_selection=[DETECTION_KEY],
     minimum_interval_seconds=900,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=sensors_default_status(),
     description="Requests conflict detection for the SSN prefixes whose visit data changed.",
 )
 def conflict_source_changes(context: dg.SensorEvaluationContext, warehouse: Warehouse):

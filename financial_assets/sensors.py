@@ -20,6 +20,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from financial_assets.partitions import symbol_partitions
 from financial_assets.raw import BALANCE_KEY, CASH_FLOW_KEY, INCOME_KEY, PRICES_KEY
 from financial_assets.raw.universe import UNIVERSE_KEY
+from resources.settings import sensors_default_status
 
 # FMP publishes the day's EOD bars shortly after the close; give it half an hour
 AFTER_CLOSE = timedelta(minutes=30)
@@ -56,7 +57,7 @@ def range_run(keys: list[str], assets: list[dg.AssetKey], run_key: str) -> dg.Ru
     name="daily_market_refresh",
     asset_selection=DAILY_REFRESH_KEYS,
     minimum_interval_seconds=600,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=sensors_default_status(),
     description="After each NYSE close: one range run refreshing prices and new filings for every symbol.",
 )
 def daily_market_refresh(context: dg.SensorEvaluationContext):
@@ -81,7 +82,7 @@ def market_refresh(now: datetime, cursor: str | None, keys: list[str]) -> dg.Sen
     name="sp500_constituents_daily",
     asset_selection=[UNIVERSE_KEY],
     minimum_interval_seconds=3600,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=sensors_default_status(),
     description="Once a day: refresh the S&P 500 universe, adding partitions for new members.",
 )
 def sp500_constituents_daily(context: dg.SensorEvaluationContext):

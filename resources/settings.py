@@ -23,3 +23,14 @@ def env_int(name: str, default: int) -> int:
 def env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     return float(raw) if raw not in (None, "") else default
+
+
+def sensors_default_status():
+    """Sensors run by default; PLATFORM_SENSORS_DEFAULT=stopped starts them stopped (staging, UI tests),
+    to be turned on from the UI. A status set in the UI always wins over this default."""
+    from dagster import DefaultSensorStatus
+
+    value = os.environ.get("PLATFORM_SENSORS_DEFAULT", "running").strip().lower()
+    if value not in ("running", "stopped"):
+        raise ValueError(f"PLATFORM_SENSORS_DEFAULT must be 'running' or 'stopped', not {value!r}")
+    return DefaultSensorStatus.RUNNING if value == "running" else DefaultSensorStatus.STOPPED

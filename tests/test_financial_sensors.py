@@ -61,3 +61,13 @@ def test_sensors_evaluate_against_an_instance():
         assert len(first.run_requests) == 1
         repeat = sp500_constituents_daily(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         assert isinstance(repeat, dg.SkipReason)
+
+
+def test_sensors_run_by_default_and_an_operator_can_start_them_stopped(monkeypatch):
+    from resources.settings import sensors_default_status
+
+    monkeypatch.delenv("PLATFORM_SENSORS_DEFAULT", raising=False)
+    assert sensors_default_status() == dg.DefaultSensorStatus.RUNNING
+    assert daily_market_refresh.default_status == dg.DefaultSensorStatus.RUNNING
+    monkeypatch.setenv("PLATFORM_SENSORS_DEFAULT", "stopped")
+    assert sensors_default_status() == dg.DefaultSensorStatus.STOPPED

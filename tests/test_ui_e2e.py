@@ -70,6 +70,9 @@ def dagster_dev():
     with DagsterInstance.from_config(home) as instance:
         apply_pool_limits(instance, load_pool_limits())
     env = {**os.environ, "DAGSTER_HOME": home, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+           # the sensors would start the real daily refresh (503 symbols) and detection over all 1,000
+           # prefixes at once, holding the pools the runs below need; they are exercised elsewhere
+           "PLATFORM_SENSORS_DEFAULT": "stopped",
            # a canary password in the PostgreSQL URL (ignored by the local trust auth): it must never
            # show in the UI, the GraphQL API or the logs
            "POSTGRES_URL": _with_password(os.environ["POSTGRES_URL"], CANARY)}
