@@ -15,6 +15,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt setup.py
 
 setup: $(BIN)/.installed
 	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 
 postgres: setup
 	@$(BIN)/python -m resources.ensure_postgres

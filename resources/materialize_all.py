@@ -50,11 +50,13 @@ def _run(label: str, selected: list, defs: dg.Definitions, instance, tags: dict 
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
+    warned = sum(not c.passed and c.severity.value == "WARN" for c in checks)
+    failed = sum(not c.passed and c.severity.value != "WARN" for c in checks)
     return {
         "run": label,
-        "ok": result.success,
+        "ok": result.success and not failed,
         "materializations": len(result.get_asset_materialization_events()),
-        "checks": f"{sum(c.passed for c in checks)}/{len(checks)} passed",
+        "checks": f"{sum(c.passed for c in checks)} ok, {warned} warn, {failed} failed",
         "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in summaries:
         status = "ok    " if s["ok"] else "FAILED"
         print(f"  {status} {s['run']:<40} {s['materializations']:>6} materializations  "
-              f"checks {s['checks']:<12} {s['seconds']:>8.1f} s")
+              f"checks {s['checks']:<24} {s['seconds']:>8.1f} s")
     print(f"  total {time.monotonic() - started:.1f} s")
     return 0 if all(s["ok"] for s in summaries) else 1
 
