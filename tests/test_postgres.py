@@ -54,4 +54,5 @@ def test_the_embedded_server_serves_when_no_server_answers(tmp_path):
         with psycopg.connect(server.get_uri()) as conn:
             assert conn.execute("SELECT 1 + 1").fetchone() == (2,)
     finally:
+        server.cleanup_mode = "delete"  # the run command keeps it running; the test stops and removes it
         server.cleanup()
