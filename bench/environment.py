@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
+from resources.local_service import free_port
 from resources.settings import PROJECT_ROOT
 
 BENCH_ROOT = PROJECT_ROOT / ".data" / "bench"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -30,8 +25,8 @@ def fresh_environment(name: str, latency_ms: float = 0, calls_per_minute: int = 
     os.environ.update({
         "PROJECT_DATA_DIR": str(root / "data"),
         "DAGSTER_HOME": str(root / "dagster_home"),
-        "SNOWFLAKE_EMULATOR_PORT": str(_free_port()),
-        "FMP_OFFLINE_PORT": str(_free_port()),
+        "SNOWFLAKE_EMULATOR_PORT": str(free_port()),
+        "FMP_OFFLINE_PORT": str(free_port()),
         "FMP_OFFLINE_LATENCY_MS": str(latency_ms),
         "FMP_OFFLINE_CALLS_PER_MINUTE": str(calls_per_minute),
         "FMP_CALLS_PER_MINUTE": str(calls_per_minute),

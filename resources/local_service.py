@@ -21,6 +21,13 @@ from pathlib import Path
 from resources.settings import PROJECT_ROOT
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for services and tests that need their own)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)

@@ -7,25 +7,19 @@ free ports; PostgreSQL tests use a database of their own on the real server.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from resources.local_service import free_port
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="platform-tests-"))
 os.environ["PROJECT_DATA_DIR"] = str(_SESSION_DIR / "data")
 os.environ["DAGSTER_HOME"] = str(_SESSION_DIR / "dagster_home")
-os.environ["SNOWFLAKE_EMULATOR_PORT"] = str(_free_port())
-os.environ["FMP_OFFLINE_PORT"] = str(_free_port())
+os.environ["SNOWFLAKE_EMULATOR_PORT"] = str(free_port())
+os.environ["FMP_OFFLINE_PORT"] = str(free_port())
 for name in ("SNOWFLAKE_ACCOUNT", "FMP_API_KEY", "FMP_BASE_URL"):
     os.environ.pop(name, None)
 (_SESSION_DIR / "dagster_home").mkdir(parents=True, exist_ok=True)

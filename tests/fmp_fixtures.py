@@ -6,7 +6,6 @@ imported from the server, so the tests check the server against the spec.
 
 from __future__ import annotations
 
-import socket
 from contextlib import contextmanager
 from datetime import date
 from typing import Any, Iterator
@@ -91,11 +90,6 @@ LIMIT_REACH_BODY = {
     "https://site.financialmodelingprep.com/"
 }
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

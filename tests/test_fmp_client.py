@@ -8,7 +8,14 @@ from datetime import date
 
 import dagster as dg
 import pytest
-from fmp_fixtures import AS_OF, SPEC_INCOME, SPEC_PROFILE, admin_get, admin_post, free_port, offline_server
+from fmp_fixtures import (
+    AS_OF,
+    SPEC_INCOME,
+    SPEC_PROFILE,
+    admin_get,
+    admin_post,
+    offline_server,
+)
 
 from resources.fmp import (
     FMPAuthError,
@@ -26,6 +33,7 @@ from resources.fmp import (
     redact,
     to_fmp_symbol,
 )
+from resources.local_service import free_port
 from resources.offline_fmp import OFFLINE_API_KEY
 from resources.offline_fmp.universe import companies
 

@@ -22,10 +22,10 @@ from fmp_fixtures import (
     admin_post,
     api_get,
     api_json,
-    free_port,
     offline_server,
 )
 
+from resources.local_service import free_port
 from resources.offline_fmp import OFFLINE_API_KEY
 from resources.offline_fmp.universe import GICS_SECTORS, companies
 

@@ -21,7 +21,13 @@ import time
 
 import pytest
 
-from tests.ui_helpers import ARTIFACTS, ROOT, DagsterDev, fit_asset_graph, launch_chromium
+from tests.ui_helpers import (
+    ARTIFACTS,
+    ROOT,
+    DagsterDev,
+    fit_asset_graph,
+    launch_chromium,
+)
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
