@@ -1,7 +1,10 @@
 """Conflict detection in the warehouse for a set of SSN prefixes, skipping prefixes whose source is unchanged.
 
-One fingerprint query covers every prefix of the run; only changed prefixes are recomputed, and their result
-rows and state are replaced in one warehouse transaction (a prefix set is replaced wholly or not at all).
+One fingerprint query covers every prefix of the run; only changed prefixes are recomputed. A changed prefix
+with per-visit state (VISIT_STATE) under the same dimensions and parameters is updated incrementally
+(incremental.py: only the conflicts that can involve changed visits); otherwise (first load, ``force``, a
+dimension table or parameter change) it is recomputed in full here, and its result rows and state are
+replaced in one warehouse transaction.
 """
 
 from __future__ import annotations
@@ -12,14 +15,33 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
+from conflict_assets.pairs import overlap_seconds, result_rows, travel_pairs
 from conflict_assets.source_schema import prefix_filter, sql_file, table_columns, visit_rows_sql
 
 log = logging.getLogger(__name__)
 
 RESULT_TABLE = "CONFLICTS.VISIT_CONFLICTS"
 STATE_TABLE = "CONFLICTS.DETECTION_STATE"
+VISIT_STATE = "CONFLICTS.VISIT_STATE"      # per visit: hashes, detection fields, successor; see README
+PREFIX_STATE = "CONFLICTS.PREFIX_STATE"    # per prefix: basis (dimensions + parameters), change sequence
+CHANGES_TABLE = "CONFLICTS.VISIT_CHANGES"  # per prefix and sequence: visits whose PostgreSQL rows may differ
 EMPTY = "empty"
 BATCH_VISITS = 400_000
+PRIMES = (1000000007, 998244353)
+
+# the per-visit state: what the incremental path needs of a visit without reading the source again
+STATE_COLUMNS = [
+    ("PREFIX", "VARCHAR(3)"), ("VISIT_ID", "VARCHAR(36)"), ("H1", "BIGINT"), ("H2", "BIGINT"),
+    ("SSN", "VARCHAR(9)"), ("PROVIDER_KEY", "INT"), ("IS_MISSED", "BOOLEAN"), ("LAT", "FLOAT"), ("LON", "FLOAT"),
+    ("COPIES", "BIGINT"), ("SKEWED", "BOOLEAN"), ("A_PRESENT", "BOOLEAN"), ("S_OK", "BOOLEAN"), ("A_OK", "BOOLEAN"),
+    ("S0", "BIGINT"), ("S1", "BIGINT"), ("A0", "BIGINT"), ("A1", "BIGINT"), ("E0", "BIGINT"), ("E1", "BIGINT"),
+    ("SP0", "BIGINT"), ("SP1", "BIGINT"), ("BUCKET", "BIGINT"), ("TRAVEL_OK", "BOOLEAN"), ("OVERLAP_OK", "BOOLEAN"),
+    ("NEXT_ID", "VARCHAR(36)"),
+]
+STATE_NAMES = [name for name, _ in STATE_COLUMNS]
+# everything detection and the bad-input counts read; a visit whose values here are unchanged needs no re-pairing
+DETECTION_FIELDS = ["SSN", "PROVIDER_KEY", "IS_MISSED", "LAT", "LON", "COPIES", "SKEWED", "A_PRESENT", "S_OK",
+                    "A_OK", "S0", "S1", "A0", "A1"]
 
 _SETUP = [
     "CREATE SCHEMA IF NOT EXISTS CONFLICTS",
@@ -28,12 +50,31 @@ _SETUP = [
     " DISTANCE_KM FLOAT, DETECTED_AT TIMESTAMP_NTZ)",
     f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (PREFIX VARCHAR(3), FINGERPRINT VARCHAR(64), VISITS BIGINT,"
     " CONFLICT_ROWS BIGINT, DETECTED_AT TIMESTAMP_NTZ)",
+    f"CREATE TABLE IF NOT EXISTS {VISIT_STATE} ({', '.join(f'{n} {t}' for n, t in STATE_COLUMNS)})",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX_STATE} (PREFIX VARCHAR(3), FINGERPRINT VARCHAR(64), BASIS VARCHAR(32),"
+    " SEQ BIGINT, LOG_FROM BIGINT)",
+    f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (PREFIX VARCHAR(3), SEQ BIGINT, VISIT_ID VARCHAR(36))",
 ]
 
-_DETECTION_SELECT = """c.SSN AS SSN, LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, v.PROVIDER_KEY AS PROVIDER_KEY,
+
+def row_hashes() -> tuple[str, str]:
+    """Two independent hashes of every column of a visit row and its caregiver (the fingerprint's and the
+    per-visit diff's; summed modulo PRIMES, exact on both engines)."""
+    tables = table_columns()
+    row = [f"v.{col}" for col in tables["VISITS.VISITS"]] + [f"c.{col}" for col in tables["VISITS.CAREGIVERS"]]
+    return f"HASH({', '.join(row)})", f"HASH('salt', {', '.join(row)})"
+
+
+def detection_select() -> str:
+    """Detection's columns of a visit row; COPIES and the hashes cover every copy of the VisitID in its prefix
+    (computed before the QUALIFY that keeps the latest copy)."""
+    h, hs = row_hashes()
+    copies = "OVER (PARTITION BY v.VISIT_ID, LEFT(c.SSN, 3))"
+    return f"""c.SSN AS SSN, LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, v.PROVIDER_KEY AS PROVIDER_KEY,
   v.IS_MISSED AS IS_MISSED, COALESCE(v.CALL_IN_LAT, v.CALL_OUT_LAT) AS LAT,
   COALESCE(v.CALL_IN_LON, v.CALL_OUT_LON) AS LON, v.SCH_START AS S_START, v.SCH_END AS S_END,
-  v.VISIT_START AS A_START, v.VISIT_END AS A_END, COUNT(*) OVER (PARTITION BY v.VISIT_ID) AS COPIES,
+  v.VISIT_START AS A_START, v.VISIT_END AS A_END, COUNT(*) {copies} AS COPIES,
+  CAST(SUM({h} % {PRIMES[0]}) {copies} AS BIGINT) AS H1, CAST(SUM({hs} % {PRIMES[1]}) {copies} AS BIGINT) AS H2,
   NVL(ABS(DATEDIFF(second, v.EVV_START, v.VISIT_START)) > 3600
       OR ABS(DATEDIFF(second, v.EVV_END, v.VISIT_END)) > 3600, FALSE) AS SKEWED"""
 
@@ -51,27 +92,21 @@ class DetectionParams:
         return ",".join(f"{k}={v}" for k, v in sorted(asdict(self).items()))
 
 
-def _overlap_seconds() -> str:
-    """Largest overlap over the 4 interval pairs (scheduled/actual x scheduled/actual), in integer epoch
-    seconds; -1 when an interval is unusable. Written with IFF, never GREATEST/LEAST over NULLs."""
-    parts = []
-    for x0, x1 in (("S0", "S1"), ("A0", "A1")):
-        for y0, y1 in (("S0", "S1"), ("A0", "A1")):
-            parts.append(
-                f"IFF(a.{x0} IS NULL OR b.{y0} IS NULL, -1, "
-                f"IFF(a.{x1} < b.{y1}, a.{x1}, b.{y1}) - IFF(a.{x0} > b.{y0}, a.{x0}, b.{y0}))"
-            )
-    return "GREATEST(" + ", ".join(parts) + ")"
-
-
 def ensure_tables(cursor) -> None:
     for stmt in _SETUP:
         cursor.execute(stmt)
 
 
+def reset_tables(cursor) -> None:
+    """Forget every detection result and state (tests and the benchmark start from nothing)."""
+    ensure_tables(cursor)
+    for table in (RESULT_TABLE, STATE_TABLE, VISIT_STATE, PREFIX_STATE, CHANGES_TABLE):
+        cursor.execute(f"DELETE FROM {table}")
+
+
 def fingerprint_sql(prefixes: list[str], as_of: dt.date) -> str:
     tables = table_columns()
-    row = [f"v.{col}" for col in tables["VISITS.VISITS"]] + [f"c.{col}" for col in tables["VISITS.CAREGIVERS"]]
+    visit_hash, visit_hash_salted = row_hashes()
     digests = []
     for table, cols in tables.items():
         if table in ("VISITS.VISITS", "VISITS.CAREGIVERS"):
@@ -81,8 +116,8 @@ def fingerprint_sql(prefixes: list[str], as_of: dt.date) -> str:
         digests.append(f"UNION ALL SELECT '{table}', COUNT(*), SUM({h} % 1000000007), SUM({hs} % 998244353) "
                        f"FROM {table}")
     return (sql_file("fingerprint.sql")
-            .replace("{visit_hash}", f"HASH({', '.join(row)})")
-            .replace("{visit_hash_salted}", f"HASH('salt', {', '.join(row)})")
+            .replace("{visit_hash}", visit_hash)
+            .replace("{visit_hash_salted}", visit_hash_salted)
             .replace("{as_of}", as_of.isoformat())
             .replace("{prefix_filter}", prefix_filter(prefixes))
             .replace("{dimension_digests}", "\n".join(digests)))
@@ -93,6 +128,13 @@ def fingerprints(cursor, prefixes: list[str], as_of: dt.date, params: DetectionP
 
     The detection parameters are mixed in: changing them changes the conflicts as surely as the data does.
     """
+    return fingerprints_and_basis(cursor, prefixes, as_of, params)[0]
+
+
+def fingerprints_and_basis(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams
+                           ) -> tuple[dict[str, tuple[str, int]], str]:
+    """``fingerprints`` plus the basis: a digest of the dimension tables and the parameters. Per-visit state
+    is only reusable under the basis it was computed with (dimension rows are not in the per-visit hashes)."""
     cursor.execute(fingerprint_sql(prefixes, as_of))
     parts = {str(k): (int(n), int(h1 or 0), int(h2 or 0)) for k, n, h1, h2 in cursor.fetchall()}
     dims = "|".join(f"{k}:{v}" for k, v in sorted(parts.items()) if "." in k)
@@ -101,7 +143,7 @@ def fingerprints(cursor, prefixes: list[str], as_of: dt.date, params: DetectionP
         n, h1, h2 = parts.get(prefix, (0, 0, 0))
         raw = f"{n}|{h1}|{h2}|{dims}|{params.tag()}" if n else f"{EMPTY}|{params.tag()}"
         out[prefix] = (hashlib.md5(raw.encode()).hexdigest(), n)
-    return out
+    return out, hashlib.md5(f"{dims}|{params.tag()}".encode()).hexdigest()
 
 
 def stored_fingerprints(cursor, prefixes: list[str]) -> dict[str, str]:
@@ -109,40 +151,70 @@ def stored_fingerprints(cursor, prefixes: list[str]) -> dict[str, str]:
     return dict(cursor.fetchall())
 
 
+def incremental_prefixes(cursor, changed: list[str], current: dict, stored: dict, basis: str) -> set[str]:
+    """Changed prefixes whose per-visit state can be reused: recorded under the same basis, and consistent
+    with the stored result (PREFIX_STATE and DETECTION_STATE name the same fingerprint)."""
+    if not changed:
+        return set()
+    cursor.execute(f"SELECT PREFIX, FINGERPRINT, BASIS FROM {PREFIX_STATE} WHERE {prefix_filter(changed, 'PREFIX')}")
+    return {p for p, fp, b in cursor.fetchall() if b == basis and stored.get(p) == fp}
+
+
 def detect(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams = DetectionParams(),
            force: bool = False) -> dict:
     """Detect conflicts for the prefixes that changed; returns counts only (never an SSN)."""
+    from conflict_assets.incremental import detect_incremental
+
     started = time.monotonic()
     ensure_tables(cursor)
-    current = fingerprints(cursor, prefixes, as_of, params)
+    current, basis = fingerprints_and_basis(cursor, prefixes, as_of, params)
     stored = {} if force else stored_fingerprints(cursor, prefixes)
     changed = sorted(p for p in prefixes if stored.get(p) != current[p][0])
+    incremental = incremental_prefixes(cursor, changed, current, stored, basis)
+    full = [p for p in changed if p not in incremental]
     summary = {"prefixes": len(prefixes), "prefixes_changed": len(changed),
-               "prefixes_skipped": len(prefixes) - len(changed), "visits": sum(n for _, n in current.values()),
-               "conflict_rows": 0, "time_overlap_conflicts": 0, "travel_time_conflicts": 0,
-               **{k: 0 for k in BAD_INPUT_KEYS}}
-    if changed:
-        for number, batch in enumerate(_batches(changed, current)):
-            _detect_batch(cursor, batch, as_of, params, summary)
-            cursor.execute("CREATE OR REPLACE TEMPORARY TABLE CF_ALL AS SELECT * FROM CF_RESULT" if number == 0
-                           else "INSERT INTO CF_ALL SELECT * FROM CF_RESULT")
-        rows_per_prefix = dict(cursor.execute("SELECT PREFIX, COUNT(*) FROM CF_ALL GROUP BY PREFIX").fetchall())
-        for ctype, n in cursor.execute("SELECT CONFLICT_TYPE, COUNT(*) / 2 FROM CF_ALL GROUP BY 1").fetchall():
-            summary["time_overlap_conflicts" if ctype == "TIME_OVERLAP" else "travel_time_conflicts"] = int(n)
-        summary["conflict_rows"] = sum(int(n) for n in rows_per_prefix.values())
-        _replace(cursor, changed, current, rows_per_prefix)
+               "prefixes_skipped": len(prefixes) - len(changed), "prefixes_full": len(full),
+               "prefixes_incremental": len(incremental), "visits": sum(n for _, n in current.values()),
+               "visits_changed": 0, "visits_repaired": 0, "conflict_rows": 0, "conflict_rows_written": 0,
+               "time_overlap_conflicts": 0, "travel_time_conflicts": 0, **{k: 0 for k in BAD_INPUT_KEYS}}
+    if full:
+        _detect_full(cursor, full, current, basis, as_of, params, summary)
+    if incremental:
+        detect_incremental(cursor, sorted(incremental), current, basis, as_of, params, summary)
     summary["seconds"] = round(time.monotonic() - started, 3)
     return summary
 
 
-def _batches(changed: list[str], current: dict) -> list[list[str]]:
-    """Prefixes grouped so each batch holds at most BATCH_VISITS visits: statement time stays bounded
-    whatever the run's size (the emulator's client gives a statement 60 s), and the result still lands in
-    one transaction."""
+def _detect_full(cursor, changed: list[str], current: dict, basis: str, as_of: dt.date, params: DetectionParams,
+                 summary: dict) -> None:
+    seqs = stored_sequences(cursor, changed)
+    # Without PREFIX_STATE a prefix is never updated incrementally: dropping it first means the per-batch
+    # VISIT_STATE writes below can never be mistaken for a consistent state if this run dies half-way.
+    cursor.execute(f"DELETE FROM {PREFIX_STATE} WHERE {prefix_filter(changed, 'PREFIX')}")
+    cursor.execute(f"DELETE FROM {VISIT_STATE} WHERE {prefix_filter(changed, 'PREFIX')}")
+    for number, batch in enumerate(_batches(changed, current)):
+        _detect_batch(cursor, batch, as_of, params, summary)
+        cursor.execute("CREATE OR REPLACE TEMPORARY TABLE CF_ALL AS SELECT * FROM CF_RESULT" if number == 0
+                       else "INSERT INTO CF_ALL SELECT * FROM CF_RESULT")
+        cursor.execute(f"INSERT INTO {VISIT_STATE} ({', '.join(STATE_NAMES)}) SELECT {', '.join(STATE_NAMES)} FROM CF_SEQ")
+    rows_per_prefix = dict(cursor.execute("SELECT PREFIX, COUNT(*) FROM CF_ALL GROUP BY PREFIX").fetchall())
+    for ctype, n in cursor.execute("SELECT CONFLICT_TYPE, COUNT(*) / 2 FROM CF_ALL GROUP BY 1").fetchall():
+        summary["time_overlap_conflicts" if ctype == "TIME_OVERLAP" else "travel_time_conflicts"] += int(n)
+    written = sum(int(n) for n in rows_per_prefix.values())
+    summary["conflict_rows"] += written
+    summary["conflict_rows_written"] += written
+    summary["visits_changed"] += sum(current[p][1] for p in changed)
+    summary["visits_repaired"] += sum(current[p][1] for p in changed)
+    _replace(cursor, changed, current, rows_per_prefix, basis, seqs)
+
+
+def _batches(changed: list[str], current: dict, limit: int = BATCH_VISITS) -> list[list[str]]:
+    """Prefixes grouped so each batch holds at most ``limit`` visits: statement time stays bounded
+    whatever the run's size (the emulator's client gives a statement 60 s)."""
     batches, batch, size = [], [], 0
     for prefix in changed:
         visits = current[prefix][1]
-        if batch and size + visits > BATCH_VISITS:
+        if batch and size + visits > limit:
             batches.append(batch)
             batch, size = [], 0
         batch.append(prefix)
@@ -150,19 +222,24 @@ def _batches(changed: list[str], current: dict) -> list[list[str]]:
     return batches + [batch]
 
 
-def _detect_batch(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams, summary: dict) -> None:
-    """Run detection.sql for one batch: leaves the batch's conflict rows in CF_RESULT, adds bad-input counts."""
-    template = sql_file("detection.sql").replace("{visit_rows}", visit_rows_sql(prefixes, as_of, _DETECTION_SELECT))
-    sql = (template.replace("{overlap_seconds}", _overlap_seconds())
-           .replace("{tolerance_seconds}", repr(float(params.tolerance_minutes) * 60))
-           .replace("{speed_kmh}", repr(float(params.speed_kmh)))
-           .replace("{min_travel_km}", repr(float(params.min_travel_km))))
+def fill(sql: str, params: DetectionParams) -> str:
+    return (sql.replace("{overlap_seconds}", overlap_seconds())
+            .replace("{tolerance_seconds}", repr(float(params.tolerance_minutes) * 60))
+            .replace("{speed_kmh}", repr(float(params.speed_kmh)))
+            .replace("{min_travel_km}", repr(float(params.min_travel_km))))
+
+
+def run_statements(cursor, sql: str) -> None:
+    """All statements but the last; the caller reads the last one's rows."""
     stmts = statements_from_text(sql)
     for number, stmt in enumerate(stmts[:-1]):
         began = time.monotonic()
         cursor.execute(stmt)
         log.debug("detection statement %d took %.1f s", number, time.monotonic() - began)
-    cursor.execute(stmts[-1])  # the bad-input counts
+    cursor.execute(stmts[-1])
+
+
+def add_bad_input_counts(cursor, summary: dict) -> None:
     names = [d[0].lower() for d in cursor.description]
     for row in cursor.fetchall():
         for key, value in zip(names, row):
@@ -170,25 +247,67 @@ def _detect_batch(cursor, prefixes: list[str], as_of: dt.date, params: Detection
                 summary[key] += int(value)
 
 
+def _detect_batch(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams, summary: dict) -> None:
+    """Run detection.sql for one batch: leaves the batch's conflict rows in CF_RESULT and its per-visit state
+    in CF_SEQ, adds bad-input counts."""
+    sql = (sql_file("detection.sql")
+           .replace("{visit_rows}", visit_rows_sql(prefixes, as_of, detection_select()))
+           .replace("{visit_state}", sql_file("visit_state.sql"))
+           .replace("{travel_pairs}", travel_pairs("CF_SEQ"))
+           .replace("{result_rows}", result_rows("CF_OVERLAPS", "CF_TRAVEL")))
+    run_statements(cursor, fill(sql, params))
+    add_bad_input_counts(cursor, summary)
+
+
 def statements_from_text(sql: str) -> list[str]:
     body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
     return [stmt.strip() for stmt in body.split(";") if stmt.strip()]
 
 
-def _replace(cursor, changed: list[str], current: dict, rows_per_prefix: dict) -> None:
-    """Swap the changed prefixes' result rows and state in one transaction."""
-    values = ", ".join(f"('{p}', '{current[p][0]}', {current[p][1]}, {int(rows_per_prefix.get(p, 0))})"
-                       for p in changed)
+def prefix_values(rows: list[tuple]) -> str:
+    """A VALUES list of already validated values (prefixes, digests, integers)."""
+    return ", ".join("(" + ", ".join(repr(v) if isinstance(v, str) else str(int(v)) for v in row) + ")"
+                     for row in rows)
+
+
+def stored_sequences(cursor, prefixes: list[str]) -> dict[str, tuple[int, int]]:
+    cursor.execute(f"SELECT PREFIX, SEQ, LOG_FROM FROM {PREFIX_STATE} WHERE {prefix_filter(prefixes, 'PREFIX')}")
+    return {p: (int(s), int(f)) for p, s, f in cursor.fetchall()}
+
+
+def write_prefix_state(cursor, rows: list[tuple]) -> None:
+    """Inside the caller's transaction: DETECTION_STATE and PREFIX_STATE for
+    (prefix, fingerprint, visits, conflict rows, basis, seq, log_from) rows."""
+    prefixes = [r[0] for r in rows]
+    cursor.execute(f"DELETE FROM {STATE_TABLE} WHERE {prefix_filter(prefixes, 'PREFIX')}")
+    cursor.execute(f"INSERT INTO {STATE_TABLE} SELECT column1, column2, column3, column4, "
+                   f"CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM VALUES {prefix_values([r[:4] for r in rows])}")
+    cursor.execute(f"DELETE FROM {PREFIX_STATE} WHERE {prefix_filter(prefixes, 'PREFIX')}")
+    cursor.execute(f"INSERT INTO {PREFIX_STATE} SELECT column1, column2, column3, column4, column5 FROM VALUES "
+                   f"{prefix_values([(r[0], r[1], r[4], r[5], r[6]) for r in rows])}")
+
+
+def next_seq(previous: int) -> int:
+    """Change sequence numbers are run stamps (ms), strictly increasing per prefix: even after the warehouse
+    state is lost, a new sequence is above any a PostgreSQL sync state still remembers."""
+    return max(previous + 1, int(time.time() * 1000))
+
+
+def _replace(cursor, changed: list[str], current: dict, rows_per_prefix: dict, basis: str, seqs: dict) -> None:
+    """Swap the changed prefixes' result rows and state in one transaction. A full recompute starts a new
+    change log: a sync behind it must compare the whole prefix (LOG_FROM = SEQ)."""
+    rows = []
+    for p in changed:
+        seq = next_seq(seqs.get(p, (0, 0))[0])
+        rows.append((p, current[p][0], current[p][1], int(rows_per_prefix.get(p, 0)), basis, seq, seq))
     cursor.execute("BEGIN")
     try:
         cursor.execute(f"DELETE FROM {RESULT_TABLE} WHERE {prefix_filter(changed, 'PREFIX')}")
         cursor.execute(f"INSERT INTO {RESULT_TABLE} SELECT PREFIX, CONFLICTID, CONFLICT_TYPE, VISIT_ID, OTHER_VISIT_ID, "
                        "OVERLAP_SECONDS, GAP_SECONDS, DISTANCE_KM, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM CF_ALL")
-        cursor.execute(f"DELETE FROM {STATE_TABLE} WHERE {prefix_filter(changed, 'PREFIX')}")
-        cursor.execute(f"INSERT INTO {STATE_TABLE} SELECT column1, column2, column3, column4, "
-                       f"CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM VALUES {values}")
+        cursor.execute(f"DELETE FROM {CHANGES_TABLE} WHERE {prefix_filter(changed, 'PREFIX')}")
+        write_prefix_state(cursor, rows)
         cursor.execute("COMMIT")
     except BaseException:
         cursor.execute("ROLLBACK")
         raise
-

@@ -29,6 +29,8 @@ def ensure_postgres(postgres: PostgresResource) -> None:
             "SELECT to_regclass('public.conflictvisitmaps') IS NOT NULL"
             " AND to_regclass('public.vw_conflictvisitmaps_base') IS NOT NULL"
             " AND to_regclass('public.conflict_sync_state') IS NOT NULL"
+            " AND EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'public'"
+            " AND table_name = 'conflict_sync_state' AND column_name = 'seq')"
         ).fetchone()[0]
     if not present:
         setup_postgres(postgres)

@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS public.conflict_sync_state (
   fingerprint text NOT NULL,
   source_visits bigint NOT NULL,
   conflict_rows bigint NOT NULL,
+  seq bigint,  -- the warehouse change sequence applied (NULL: compare the whole prefix next time)
   synced_at timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE public.conflict_sync_state ADD COLUMN IF NOT EXISTS seq bigint;
 ANALYZE public.conflictvisitmaps;
 ANALYZE public.conflict_sync_state

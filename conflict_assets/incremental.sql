@@ -1,0 +1,148 @@
+-- Incremental detection for changed prefixes whose per-visit state (VISIT_STATE) is valid: find the visits
+-- that changed, re-pair only those, and stage exactly the result, state and change-log rows that differ.
+-- Nothing here writes a permanent table; incremental.py applies the staged rows in one transaction.
+-- Keys are PREFIX || VISIT_ID strings: one-column IN (...) works the same on both engines.
+
+-- 1. Per-visit hashes of the prefixes' visits now (every copy of a VisitID counts), against the state.
+CREATE OR REPLACE TEMPORARY TABLE CF_NOW AS
+SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, CAST(SUM({h} % {p1}) AS BIGINT) AS H1,
+  CAST(SUM({hs} % {p2}) AS BIGINT) AS H2
+FROM VISITS.VISITS v
+JOIN VISITS.CAREGIVERS c ON c.CAREGIVER_KEY = v.CAREGIVER_KEY
+WHERE v.VISIT_DATE BETWEEN DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}'))
+  AND c.SSN IS NOT NULL AND {visit_prefix_filter}
+GROUP BY 1, 2;
+
+-- added (not in the state), removed (deleted, out of the window, moved to another SSN prefix) or changed
+CREATE OR REPLACE TEMPORARY TABLE CF_TOUCH AS
+SELECT COALESCE(n.PREFIX, s.PREFIX) AS PREFIX, COALESCE(n.VISIT_ID, s.VISIT_ID) AS VISIT_ID,
+  n.VISIT_ID IS NOT NULL AS PRESENT, s.VISIT_ID IS NOT NULL AS WAS
+FROM CF_NOW n
+FULL OUTER JOIN (SELECT PREFIX, VISIT_ID, H1, H2 FROM {visit_state_table} WHERE {f}) s
+  ON s.PREFIX = n.PREFIX AND s.VISIT_ID = n.VISIT_ID
+WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2;
+
+-- 2. The touched visits' detection fields now (all their copies read, the latest kept) and as stored.
+CREATE OR REPLACE TEMPORARY TABLE CF_RAW AS
+SELECT r.* FROM ({visit_rows_touched}) r
+WHERE r.PREFIX || r.VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_TOUCH WHERE PRESENT);
+
+{visit_state};
+
+CREATE OR REPLACE TEMPORARY TABLE CF_OLD AS
+SELECT * FROM {visit_state_table}
+WHERE {f} AND PREFIX || VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_TOUCH WHERE WAS);
+
+-- 3. Visits whose detection fields changed, came or went: only pairs with one of them can change. A change
+--    in other columns (billing, names ...) reaches PostgreSQL through the change log without re-pairing.
+CREATE OR REPLACE TEMPORARY TABLE CF_DET AS
+SELECT COALESCE(n.PREFIX, o.PREFIX) AS PREFIX, COALESCE(n.VISIT_ID, o.VISIT_ID) AS VISIT_ID,
+  o.SSN AS OLD_SSN, n.SSN AS NEW_SSN
+FROM CF_VISITS n
+FULL OUTER JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
+WHERE n.VISIT_ID IS NULL OR o.VISIT_ID IS NULL OR NOT ({same_detection_fields});
+
+CREATE OR REPLACE TEMPORARY TABLE CF_SSNS AS
+SELECT DISTINCT SSN FROM (SELECT OLD_SSN AS SSN FROM CF_DET UNION ALL SELECT NEW_SSN FROM CF_DET) x
+WHERE SSN IS NOT NULL;
+
+-- 4. The affected caregivers' visits as they are now, each with its successor now (NEXT_ID) and as stored
+--    (OLD_NEXT). Only these caregivers' sequences can have changed.
+CREATE OR REPLACE TEMPORARY TABLE CF_AFTER AS
+SELECT x.*,
+  IFF(TRAVEL_OK, LEAD(VISIT_ID) OVER (PARTITION BY SSN, TRAVEL_OK ORDER BY E0, VISIT_ID), NULL) AS NEXT_ID,
+  LEAD(E0) OVER (PARTITION BY SSN, TRAVEL_OK ORDER BY E0, VISIT_ID) AS NEXT_E0,
+  LEAD(LAT) OVER (PARTITION BY SSN, TRAVEL_OK ORDER BY E0, VISIT_ID) AS NEXT_LAT,
+  LEAD(LON) OVER (PARTITION BY SSN, TRAVEL_OK ORDER BY E0, VISIT_ID) AS NEXT_LON,
+  LEAD(PROVIDER_KEY) OVER (PARTITION BY SSN, TRAVEL_OK ORDER BY E0, VISIT_ID) AS NEXT_PROVIDER
+FROM (
+  SELECT {fields}, NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED FROM {visit_state_table}
+  WHERE {f} AND SSN IN (SELECT SSN FROM CF_SSNS)
+    AND PREFIX || VISIT_ID NOT IN (SELECT PREFIX || VISIT_ID FROM CF_TOUCH)
+  UNION ALL
+  SELECT {n_fields}, o.NEXT_ID, TRUE FROM CF_VISITS n
+  LEFT JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
+  WHERE n.SSN IN (SELECT SSN FROM CF_SSNS)
+) x;
+
+-- visits whose successor changed, and the changed visits: a travel pair can only differ if one is in here
+CREATE OR REPLACE TEMPORARY TABLE CF_CHG AS
+SELECT PREFIX, VISIT_ID FROM CF_DET
+UNION
+SELECT PREFIX, VISIT_ID FROM CF_AFTER WHERE NEXT_ID IS DISTINCT FROM OLD_NEXT;
+
+-- 5. Time overlaps of the changed visits (new positions) with every visit of their caregiver nearby: the same
+--    bucket join, halo and overlap test as the full path, from the changed side.
+CREATE OR REPLACE TEMPORARY TABLE CF_OVERLAPS AS
+SELECT DISTINCT PREFIX, IFF(X < Y, X, Y) AS A_ID, IFF(X < Y, Y, X) AS B_ID, OVERLAP_SECONDS
+FROM (
+  SELECT a.PREFIX, a.VISIT_ID AS X, b.VISIT_ID AS Y, {overlap_seconds} AS OVERLAP_SECONDS
+  FROM CF_AFTER a
+  JOIN (SELECT column1 AS K FROM VALUES (-3), (-2), (-1), (0), (1), (2), (3)) d ON TRUE
+  JOIN CF_AFTER b
+    ON b.SSN = a.SSN AND b.BUCKET = a.BUCKET + d.K AND a.VISIT_ID <> b.VISIT_ID AND a.PROVIDER_KEY <> b.PROVIDER_KEY
+  WHERE a.OVERLAP_OK AND b.OVERLAP_OK AND a.PREFIX || a.VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_DET)
+    AND a.SP0 < b.SP1 + 86400 AND b.SP0 < a.SP1 + 86400
+) o
+WHERE OVERLAP_SECONDS > {tolerance_seconds};
+
+-- 6. Travel time over the consecutive pairs that can differ.
+CREATE OR REPLACE TEMPORARY TABLE CF_TRAVEL AS
+{travel_pairs};
+
+CREATE OR REPLACE TEMPORARY TABLE CF_NEW AS
+{result_rows};
+
+-- 7. The stored rows those pairs stand for; only real differences are written.
+CREATE OR REPLACE TEMPORARY TABLE CF_OLDRES AS
+SELECT PREFIX, CONFLICTID, CONFLICT_TYPE, VISIT_ID, OTHER_VISIT_ID, OVERLAP_SECONDS, GAP_SECONDS, DISTANCE_KM
+FROM {result_table}
+WHERE {f} AND (
+  (CONFLICT_TYPE = 'TIME_OVERLAP' AND (PREFIX || VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_DET)
+                                      OR PREFIX || OTHER_VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_DET)))
+  OR (CONFLICT_TYPE = 'TRAVEL_TIME' AND (PREFIX || VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_CHG)
+                                        OR PREFIX || OTHER_VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_CHG))));
+
+CREATE OR REPLACE TEMPORARY TABLE CF_DEL AS SELECT * FROM CF_OLDRES EXCEPT SELECT * FROM CF_NEW;
+
+CREATE OR REPLACE TEMPORARY TABLE CF_ADD AS SELECT * FROM CF_NEW EXCEPT SELECT * FROM CF_OLDRES;
+
+-- 8. The change log: visits whose PostgreSQL rows can differ (in a changed conflict row, or changed while
+--    in a conflict). The sync reads only these.
+CREATE OR REPLACE TEMPORARY TABLE CF_LOG AS
+SELECT PREFIX, VISIT_ID FROM CF_DEL
+UNION SELECT PREFIX, VISIT_ID FROM CF_ADD
+UNION SELECT PREFIX, VISIT_ID FROM CF_TOUCH
+  WHERE PREFIX || VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM {result_table} WHERE {f});
+
+-- 9. New state rows: touched visits, and visits whose successor changed.
+CREATE OR REPLACE TEMPORARY TABLE CF_STATE_NEW AS
+SELECT {fields}, NEXT_ID FROM CF_AFTER WHERE TOUCHED OR NEXT_ID IS DISTINCT FROM OLD_NEXT
+UNION ALL
+SELECT {n_fields}, o.NEXT_ID FROM CF_VISITS n
+LEFT JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
+WHERE n.SSN NOT IN (SELECT SSN FROM CF_SSNS);
+
+-- 10. Result rows per prefix and type after the update.
+CREATE OR REPLACE TEMPORARY TABLE CF_COUNTS AS
+SELECT PREFIX, CONFLICT_TYPE, COUNT(*) AS N FROM (
+  SELECT PREFIX, CONFLICT_TYPE FROM {result_table}
+  WHERE {f} AND PREFIX || CONFLICTID || VISIT_ID NOT IN (SELECT PREFIX || CONFLICTID || VISIT_ID FROM CF_DEL)
+  UNION ALL
+  SELECT PREFIX, CONFLICT_TYPE FROM CF_ADD
+) x GROUP BY 1, 2;
+
+-- 11. Bad-input counts over the prefixes' visits after the update (the same figures a full recompute gives).
+SELECT PREFIX, COUNT(*) AS VISITS,
+  COUNT_IF(COPIES > 1) AS DUPLICATE_VISIT_IDS,
+  COUNT_IF(NOT S_OK) AS BAD_SCHEDULED_TIMES,
+  COUNT_IF(NOT A_OK AND A_PRESENT) AS BAD_ACTUAL_TIMES,
+  COUNT_IF(NOT S_OK AND NOT A_OK AND NOT NVL(IS_MISSED, FALSE)) AS UNUSABLE_VISITS,
+  COUNT_IF(LAT IS NULL OR LON IS NULL) AS WITHOUT_GPS,
+  COUNT_IF(SKEWED) AS CLOCK_SKEW
+FROM (
+  SELECT PREFIX, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM {visit_state_table}
+  WHERE {f} AND PREFIX || VISIT_ID NOT IN (SELECT PREFIX || VISIT_ID FROM CF_TOUCH)
+  UNION ALL
+  SELECT PREFIX, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM CF_VISITS
+) x GROUP BY PREFIX
