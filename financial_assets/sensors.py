@@ -1,9 +1,11 @@
 """Sensors that drive the financial graph's daily refresh.
 
 * ``daily_market_refresh``: once per NYSE session, after the close (holidays and weekends skipped
-  by the exchange calendar), ONE range run over every symbol partition for prices and statements.
-  The raw asset then fetches only the missing days, and statements only for companies whose next
-  filing can be out and whose latest filing (one cheap probe) is newer than what is loaded.
+  by the exchange calendar), ONE range run over every symbol partition for the raw assets. The raw
+  asset then takes the new session's bars from FMP's batch quote (100 tickers per call), statements
+  only for companies whose next filing can be out and whose latest filing (one cheap probe) is newer
+  than what is loaded, and a seventh of the profiles (each profile is refreshed weekly, staggered).
+  Only the partitions whose rows changed are materialized, so automation recomputes only them.
 * ``sp500_constituents_daily``: refreshes the universe asset once a day, which keeps the symbol
   partitions in step with the index.
 Dependents (TTM, ratios, metrics, analytics) follow by declarative automation.
@@ -11,46 +13,26 @@ Dependents (TTM, ratios, metrics, analytics) follow by declarative automation.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import UTC, date, datetime
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from financial_assets.market_calendar import last_closed_session
 from financial_assets.partitions import symbol_partitions
-from financial_assets.raw import BALANCE_KEY, CASH_FLOW_KEY, INCOME_KEY, PRICES_KEY
+from financial_assets.raw.keys import RAW_SYMBOL_KEYS
 from financial_assets.raw.universe import UNIVERSE_KEY
+from resources.partition_runs import partition_range_tags
 from resources.settings import sensors_default_status
 
-# FMP publishes the day's EOD bars shortly after the close; give it half an hour
-AFTER_CLOSE = timedelta(minutes=30)
-DAILY_REFRESH_KEYS = [PRICES_KEY, INCOME_KEY, BALANCE_KEY, CASH_FLOW_KEY]
+DAILY_REFRESH_KEYS = list(RAW_SYMBOL_KEYS)
+# profiles change slowly (name, sector, CEO...): a daily run refreshes the seventh whose turn it is
+DAILY_REFRESH_CONFIG = {"ops": {"fmp_raw_symbols": {"config": {"profile_max_age_days": 7}}}}
 
 
-@lru_cache(maxsize=1)
-def _nyse():
-    import exchange_calendars as xcals
-
-    return xcals.get_calendar("XNYS")
-
-
-def last_closed_session(now: datetime) -> date:
-    """The latest NYSE session whose close (plus the publication delay) is before ``now``."""
-    calendar = _nyse()
-    day = now.astimezone(timezone.utc).date()
-    for _ in range(10):
-        if calendar.is_session(day) and calendar.session_close(day).to_pydatetime() + AFTER_CLOSE <= now:
-            return day
-        day -= timedelta(days=1)
-    raise RuntimeError("no NYSE session in the last 10 days")
-
-
-def range_run(keys: list[str], assets: list[dg.AssetKey], run_key: str) -> dg.RunRequest:
-    return dg.RunRequest(
-        run_key=run_key,
-        asset_selection=assets,
-        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
-    )
+def range_run(keys: list[str], assets: list[dg.AssetKey], run_key: str, run_config: dict | None = None
+              ) -> dg.RunRequest:
+    return dg.RunRequest(run_key=run_key, asset_selection=assets, run_config=run_config or {},
+                         tags=partition_range_tags(keys[0], keys[-1]))
 
 
 @dg.sensor(
@@ -58,11 +40,11 @@ def range_run(keys: list[str], assets: list[dg.AssetKey], run_key: str) -> dg.Ru
     asset_selection=DAILY_REFRESH_KEYS,
     minimum_interval_seconds=600,
     default_status=sensors_default_status(),
-    description="After each NYSE close: one range run refreshing prices and new filings for every symbol.",
+    description="After each NYSE close: one range run refreshing prices, new filings and due profiles.",
 )
 def daily_market_refresh(context: dg.SensorEvaluationContext):
     keys = symbol_partitions.get_partition_keys(dynamic_partitions_store=context.instance)
-    return market_refresh(datetime.now(timezone.utc), context.cursor, keys)
+    return market_refresh(datetime.now(UTC), context.cursor, keys)
 
 
 def market_refresh(now: datetime, cursor: str | None, keys: list[str]) -> dg.SensorResult | dg.SkipReason:
@@ -73,7 +55,7 @@ def market_refresh(now: datetime, cursor: str | None, keys: list[str]) -> dg.Sen
     if not keys:
         return dg.SkipReason("no symbol partitions yet: materialize fmp_raw/universe first")
     return dg.SensorResult(
-        run_requests=[range_run(keys, DAILY_REFRESH_KEYS, f"market-{session}")],
+        run_requests=[range_run(keys, DAILY_REFRESH_KEYS, f"market-{session}", DAILY_REFRESH_CONFIG)],
         cursor=session.isoformat(),
     )
 
@@ -86,7 +68,7 @@ def market_refresh(now: datetime, cursor: str | None, keys: list[str]) -> dg.Sen
     description="Once a day: refresh the S&P 500 universe, adding partitions for new members.",
 )
 def sp500_constituents_daily(context: dg.SensorEvaluationContext):
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     if context.cursor == today:
         return dg.SkipReason("universe already refreshed today")
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"universe-{today}")], cursor=today)

@@ -14,10 +14,10 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import dagster as dg
@@ -406,23 +406,32 @@ class FMPClient:
     ) -> dict[K, T | Exception]:
         """``fn(item)`` for every item on a thread pool; a failing item maps to its exception.
         The client's rate limiter paces the calls ``fn`` makes, whatever the pool size."""
-        unique = list(dict.fromkeys(items))
-        if not unique:
-            return {}
-        workers = max(1, min(max_workers or self.max_workers, len(unique)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fmp") as pool:
-            futures = {item: pool.submit(fn, item) for item in unique}
-        results: dict[K, T | Exception] = {}
-        for item, future in futures.items():
-            error = future.exception()
-            results[item] = error if error is not None else future.result()
-        return results
+        return next(self.map_concurrent_groups(fn, [list(items)], max_workers), {})
+
+    def map_concurrent_groups(
+        self, fn: Callable[[K], T], groups: Sequence[Sequence[K]], max_workers: int | None = None
+    ) -> Iterator[dict[K, T | Exception]]:
+        """Like ``map_concurrent`` over every group at once (submitted in order), yielding each group's
+        results as soon as that group is complete, while later groups keep fetching."""
+        total = sum(len(g) for g in groups)
+        workers = max(1, min(max_workers or self.max_workers, total or 1))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fmp")
+        try:
+            submitted = [{item: pool.submit(fn, item) for item in dict.fromkeys(group)} for group in groups]
+            for futures in submitted:
+                results: dict[K, T | Exception] = {}
+                for item, future in futures.items():
+                    error = future.exception()
+                    results[item] = error if error is not None else future.result()
+                yield results
+        finally:  # a consumer that stops early (an error) must not wait for the rest of the fetches
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         self._session.close()
         self._limiter.close()
 
-    def __enter__(self) -> "FMPClient":
+    def __enter__(self) -> FMPClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -469,10 +478,10 @@ class FMPResource(dg.ConfigurableResource):
     """Financial Modeling Prep access. Without an API key it uses the offline FMP server, started
     on first use. Build it with ``FMPResource.from_env()`` so the key stays an ``EnvVar``."""
 
-    api_key: Optional[str] = Field(
+    api_key: str | None = Field(
         default=None, repr=False, description="FMP API key (use EnvVar); None selects the offline server"
     )
-    base_url: Optional[str] = Field(
+    base_url: str | None = Field(
         default=None, description="API root; default FMP with a key, else the local offline server"
     )
     calls_per_minute: int = Field(default=750, description="client-side limit shared by all threads")
@@ -482,7 +491,7 @@ class FMPResource(dg.ConfigurableResource):
     max_retries: int = Field(default=6, description="retries on 429, 5xx, connection errors")
 
     @classmethod
-    def from_env(cls) -> "FMPResource":
+    def from_env(cls) -> FMPResource:
         """Configuration from FMP_API_KEY, FMP_BASE_URL and FMP_CALLS_PER_MINUTE (each optional)."""
         config: dict[str, Any] = {}
         if os.environ.get("FMP_API_KEY"):

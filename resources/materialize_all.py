@@ -15,7 +15,8 @@ import time
 from collections import defaultdict
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from resources.partition_runs import partition_range_tags
 
 LOCATIONS = ("financial_assets", "conflict_assets")
 
@@ -68,7 +69,7 @@ def materialize_location(name: str, instance, limit: int | None = None) -> list[
     for partitions_def, assets in groups.items():
         keys = list(partitions_def.get_partition_keys(dynamic_partitions_store=instance))[:limit]
         if keys:
-            tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+            tags = partition_range_tags(keys[0], keys[-1])
             summaries.append(_run(f"{name}: {len(keys)} partitions", assets, defs, instance, tags))
     if downstream:
         summaries.append(_run(f"{name}: downstream", downstream, defs, instance))

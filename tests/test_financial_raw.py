@@ -8,14 +8,18 @@ small: a handful of symbols, 5 years of prices.
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 import dagster as dg
 import pytest
 import requests
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from financial_assets.raw import load, raw_asset_checks, raw_assets
-from financial_assets.raw.assets import PRICES_KEY, PROFILES_KEY
+from financial_assets.raw.keys import PRICES_KEY, PROFILES_KEY
 from financial_assets.raw.universe import UNIVERSE_KEY
 from resources.shared import shared_resources
 
@@ -77,6 +81,16 @@ def _checks(result) -> dict[tuple[str, str], bool]:
     return {(e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name):
             e.event_specific_data.passed
             for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def _server_calls(resources) -> int:
+    """Requests the offline FMP server answered so far (every endpoint)."""
+    base = resources["fmp"].get_client().base_url
+    return requests.get(f"{base}/_offline/stats", timeout=10).json()["calls"]
+
+
+def _messages(instance, result) -> list[str]:
+    return [entry.user_message or "" for entry in instance.all_logs(result.run_id)]
 
 
 def _query(warehouse, sql: str):
@@ -163,19 +177,75 @@ def test_first_load_single_symbol_and_range_with_share_classes(instance, resourc
 
 
 def test_rerun_changes_nothing_and_makes_no_api_calls(instance, resources, warehouse, offline):
-    before = _table_counts(warehouse)
+    before, calls = _table_counts(warehouse), _server_calls(resources)
     result = _run(instance, resources, ["GOOG", "GOOGL"])
-    meta = _metadata(result)
-    assert meta["fmp_raw/daily_prices"]["run_http_requests"] == 0
-    assert all(m["rows_written"] == 0 for m in meta.values())
+    assert result.success and _server_calls(resources) == calls
+    assert result.get_asset_materialization_events() == []  # nothing changed: nothing to report downstream
+    assert all(_checks(result).values()) and len(_checks(result)) == 7  # the checks still run
     assert _table_counts(warehouse) == before
     # a due recheck probes once per company and finds nothing new: 1 statement call, no history refetch
-    rechecked = _metadata(_run(instance, resources, ["GOOG", "GOOGL"],
-                               {"recheck_after_hours": 0, "statement_recheck_days": 0}))
-    assert rechecked["fmp_raw/income_statements"]["api_calls"] == 1
-    assert rechecked["fmp_raw/income_statements"]["rows_written"] == 0
-    assert rechecked["fmp_raw/company_profiles"]["api_calls"] == 0  # profiles: at most daily
+    rechecked = _run(instance, resources, ["GOOG", "GOOGL"], {"recheck_after_hours": 0, "statement_recheck_days": 0})
+    assert _server_calls(resources) == calls + 1  # profiles: at most daily; prices: no new day
+    assert rechecked.get_asset_materialization_events() == []
     assert _table_counts(warehouse) == before
+
+
+def test_only_changed_partitions_are_materialized(instance, resources, warehouse, offline):
+    pair = ["MMM", "MNST"]  # adjacent partition keys: a range of two companies
+    statements = dg.AssetSelection.assets(["fmp_raw", "income_statements"], ["fmp_raw", "balance_sheets"],
+                                          ["fmp_raw", "cash_flow_statements"])
+    assert _run(instance, resources, pair, selection=statements).success
+    offline(restated_symbols={"MMM": 1})
+    try:
+        result = _run(instance, resources, pair, {"recheck_after_hours": 0, "statement_recheck_days": 0},
+                      selection=statements)
+    finally:
+        offline(restated_symbols={})
+    events = result.get_asset_materialization_events()
+    assert {(e.asset_key.to_user_string(), e.partition) for e in events} == {
+        (f"fmp_raw/{name}", "MMM") for name in ("income_statements", "balance_sheets", "cash_flow_statements")}
+    assert all(_checks(result).values())
+    # with a dependent in the same run, the whole range is materialized so the dependent sees every partition
+    from financial_assets.derived import derived_assets
+
+    ttm = next(a for a in derived_assets if a.key.to_user_string() == "fmp_core/ttm_financials")
+    offline(restated_symbols={"MMM": 2})
+    try:
+        both = dg.materialize(
+            [*raw_assets, *raw_asset_checks, ttm], instance=instance, resources=resources,
+            selection=statements | dg.AssetSelection.assets(ttm.key),
+            tags={ASSET_PARTITION_RANGE_START_TAG: pair[0], ASSET_PARTITION_RANGE_END_TAG: pair[1]},
+            run_config={"ops": {"fmp_raw_symbols": {"config": {"recheck_after_hours": 0,
+                                                                "statement_recheck_days": 0}}}})
+    finally:
+        offline(restated_symbols={})
+    partitions = {(e.asset_key.to_user_string(), e.partition) for e in both.get_asset_materialization_events()}
+    assert {p for k, p in partitions if k == "fmp_raw/income_statements"} == set(pair)
+    assert {p for k, p in partitions if k == "fmp_core/ttm_financials"} == set(pair)
+
+
+def test_next_session_comes_from_batch_quotes(instance, resources, warehouse, offline):
+    from resources.fmp import FMPResource
+
+    day0, day1 = "2026-11-19", "2026-11-20"  # Thursday, Friday
+    offline(as_of=day0)
+    try:
+        assert _run(instance, resources, ["NVDA", "NVR"], selection=dg.AssetSelection.assets(PRICES_KEY)).success
+        offline(as_of=day1)
+        calls = _server_calls(resources)
+        result = _run(instance, resources, ["NVDA", "NVR"], {"recheck_after_hours": 0},
+                      selection=dg.AssetSelection.assets(PRICES_KEY))
+        assert _server_calls(resources) == calls + 1  # one batch-quote call for both tickers, no EOD call
+        meta = _metadata(result)["fmp_raw/daily_prices"]
+        assert meta["bars_from_batch_quotes"] == 2 and meta["rows_written"] == 2
+        eod = FMPResource.from_env().get_client().historical_prices("NVDA", date(2026, 11, 20), date(2026, 11, 20))
+    finally:
+        offline(as_of=None)
+    stored = _query(warehouse, "SELECT OPEN, HIGH, LOW, CLOSE, VOLUME, CHANGE, VWAP, PAYLOAD:source::VARCHAR "
+                               f"FROM FMP_RAW.DAILY_PRICES WHERE SYMBOL = 'NVDA' AND DATE = '{day1}'")
+    bar = eod[0]
+    assert stored == [(bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"], bar["change"], bar["vwap"],
+                       "batch-quote")]  # the quote's bar is FMP's EOD bar
 
 
 def test_restated_statement_replaces_the_old_values(instance, resources, warehouse, offline):
@@ -183,8 +253,9 @@ def test_restated_statement_replaces_the_old_values(instance, resources, warehou
               "AND PERIOD <> 'FY' ORDER BY PERIOD_END_DATE DESC LIMIT 1")
     before_row, before_counts = _query(warehouse, latest)[0], _table_counts(warehouse)
     offline(restated_symbols={"BRK.B": 1})
-    quiet = _metadata(_run(instance, resources, ["BRK.B"], {"recheck_after_hours": 0}))
-    assert quiet["fmp_raw/income_statements"]["api_calls"] == 0  # no filing can be due: not even probed
+    calls = _server_calls(resources)
+    quiet = _run(instance, resources, ["BRK.B"], {"recheck_after_hours": 0})
+    assert _server_calls(resources) == calls and quiet.get_asset_materialization_events() == []  # not even probed
     result = _run(instance, resources, ["BRK.B"], {"recheck_after_hours": 0, "statement_recheck_days": 0})
     meta = _metadata(result)
     assert meta["fmp_raw/income_statements"]["api_calls"] == 7  # probe + full history
@@ -214,11 +285,11 @@ def test_unknown_symbol_and_duplicate_periods_lose_nothing(instance, resources, 
     instance.add_dynamic_partitions("sp500_symbols", ["ZZZZ.Q"])
     offline(duplicate_period_symbols=["AAPL"])
     result = _run(instance, resources, ["ZZZZ.Q"])
-    meta = _metadata(result)
-    assert result.success and all(m["rows_written"] == 0 for m in meta.values())
-    assert any("unknown or delisted" in k for k in meta["fmp_raw/daily_prices"]["warnings"])
-    again = _metadata(_run(instance, resources, ["ZZZZ.Q"]))
-    assert again["fmp_raw/daily_prices"]["run_http_requests"] == 0  # not asked again today
+    assert result.success and result.get_asset_materialization_events() == []
+    assert any("unknown or delisted" in m for m in _messages(instance, result))
+    calls = _server_calls(resources)
+    assert _run(instance, resources, ["ZZZZ.Q"]).success
+    assert _server_calls(resources) == calls  # not asked again today
 
     dup = _run(instance, resources, ["AAPL"])
     meta = _metadata(dup)
@@ -256,7 +327,7 @@ def test_subset_materializes_one_table_alone(instance, resources, warehouse, off
 
 def test_failed_blocking_check_stops_dependents(instance, resources, warehouse, offline):
     from financial_assets.partitions import symbol_partitions
-    from financial_assets.raw.assets import BALANCE_KEY
+    from financial_assets.raw.keys import BALANCE_KEY
 
     @dg.asset(deps=[BALANCE_KEY], partitions_def=symbol_partitions, key=["test", "after_balance"])
     def after_balance():
@@ -285,13 +356,14 @@ def test_symbol_removed_from_index_keeps_history_and_is_not_refreshed(instance, 
     with warehouse.get_connection() as conn:  # what the universe asset does when GOOG leaves the index
         conn.cursor().execute("UPDATE FMP_RAW.UNIVERSE SET IS_MEMBER = FALSE WHERE SYMBOL = 'GOOG'")
     try:
+        calls = _server_calls(resources)
         result = _run(instance, resources, ["GOOG"], {"force_refresh": True})
+        assert _server_calls(resources) == calls
     finally:
         with warehouse.get_connection() as conn:
             conn.cursor().execute("UPDATE FMP_RAW.UNIVERSE SET IS_MEMBER = TRUE WHERE SYMBOL = 'GOOG'")
-    meta = _metadata(result)
-    assert meta["fmp_raw/daily_prices"]["run_http_requests"] == 0
-    assert any("no longer in the index" in k for k in meta["fmp_raw/daily_prices"]["warnings"])
+    assert result.success and result.get_asset_materialization_events() == []
+    assert any("no longer in the index" in m for m in _messages(instance, result))
     assert _query(warehouse, prices) == before
 
 

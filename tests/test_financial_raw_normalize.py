@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from financial_assets.raw import normalize
-from financial_assets.raw.assets import sparkline
+from financial_assets.raw.checks import sparkline
 from financial_assets.raw.schema import BALANCE, INCOME, column_name
 
 NOW = datetime(2026, 1, 2, 3, 4, 5)
@@ -78,7 +78,7 @@ def test_ddl_sql_file_matches_the_schema_module():
 def test_profile_refresh_is_daily_or_spread_over_the_cycle():
     from datetime import timedelta
 
-    from financial_assets.raw.assets import _profile_fresh
+    from financial_assets.raw.plan import _profile_fresh
 
     assert _profile_fresh("AAPL", [NOW], NOW, 1) and not _profile_fresh("AAPL", [NOW - timedelta(days=1)], NOW, 1)
     assert not _profile_fresh("AAPL", [], NOW, 7)

@@ -31,10 +31,10 @@ from financial_assets.derived.tables import (
     MARKET_METRICS,
     TTM_FINANCIALS,
     Table,
-    quote,
     render,
 )
 from financial_assets.partitions import symbol_partitions
+from financial_assets.symbols import in_list, is_symbol
 from resources.retry import network_retry_policy
 from resources.warehouse import Warehouse
 
@@ -69,8 +69,7 @@ def ticker_map(cursor, tickers: list[str]) -> dict[str, str]:
     """ticker -> statement symbol; a ticker missing from the universe (or without one) serves itself."""
     if not tickers:
         return {}
-    in_list = ", ".join(quote(t) for t in tickers)
-    cursor.execute(f"SELECT SYMBOL, STATEMENT_SYMBOL FROM FMP_RAW.UNIVERSE WHERE SYMBOL IN ({in_list})")
+    cursor.execute(f"SELECT SYMBOL, STATEMENT_SYMBOL FROM FMP_RAW.UNIVERSE WHERE SYMBOL IN {in_list(tickers)}")
     found = {symbol: statement for symbol, statement in cursor.fetchall() if statement}
     return {ticker: found.get(ticker, ticker) for ticker in tickers}
 
@@ -83,9 +82,9 @@ def ensure_table(cursor, table: Table) -> None:
 def replace_rows(cursor, table: Table, mapping: dict[str, str] | None) -> tuple[int, int]:
     """Delete the run's keys and insert their recomputed rows, atomically. Returns (deleted, inserted)."""
     if table.scope == "ticker":
-        where = f" WHERE SYMBOL IN ({', '.join(quote(t) for t in sorted(mapping))})"
+        where = f" WHERE SYMBOL IN {in_list(mapping)}"
     elif table.scope == "statement":
-        where = f" WHERE SYMBOL IN ({', '.join(quote(s) for s in sorted(set(mapping.values())))})"
+        where = f" WHERE SYMBOL IN {in_list(mapping.values())}"
     else:
         where = ""
     insert = render(table, ticker_map=mapping)
@@ -107,7 +106,10 @@ def replace_rows(cursor, table: Table, mapping: dict[str, str] | None) -> tuple[
 
 def materialize_table(context: AssetExecutionContext, warehouse: Warehouse, table: Table) -> MaterializeResult:
     started = time.monotonic()
-    tickers = sorted(set(context.partition_keys)) if table.scope else []
+    keys = sorted(set(context.partition_keys)) if table.scope else []
+    tickers = [k for k in keys if is_symbol(k)]
+    if len(tickers) < len(keys):
+        context.log.warning(f"{len(keys) - len(tickers)} partition key(s) are not ticker symbols; skipped")
     with warehouse.get_connection() as conn:
         cursor = conn.cursor()
         ensure_table(cursor, table)

@@ -16,6 +16,7 @@ from financial_assets.derived.columns import (
     RATIO_INPUT_COLUMNS,
     SHARE_ITEMS,
 )
+from financial_assets.symbols import quote
 
 SQL_DIR = Path(__file__).parent
 CORE_SCHEMA = "FMP_CORE"
@@ -229,12 +230,3 @@ def render(table: Table, symbols: list[str] | None = None, ticker_map: dict[str,
         text = text.replace("{{" + name + "}}", value)
     assert "{{" not in text, f"unrendered placeholder in {table.sql_file}"
     return text
-
-
-def quote(value: str) -> str:
-    """A SQL string literal. Symbols are checked against a strict pattern first (no free text in SQL)."""
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-_^=]{0,31}", value):
-        raise ValueError(f"not a valid symbol: {value!r}")
-    return f"'{value}'"

@@ -4,16 +4,20 @@ Tables (schema FMP_RAW): UNIVERSE, COMPANY_PROFILES, DAILY_PRICES, INCOME_STATEM
 CASH_FLOW_STATEMENTS (contract in ``schema.py``), plus FETCH_LOG and REJECTED_ROWS (bookkeeping).
 """
 
-from financial_assets.raw.assets import (
+from financial_assets.raw.assets import fmp_raw_symbols
+from financial_assets.raw.keys import (
     BALANCE_KEY,
     CASH_FLOW_KEY,
     INCOME_KEY,
     PRICES_KEY,
     PROFILES_KEY,
-    RawFmpConfig,
-    fmp_raw_symbols,
 )
-from financial_assets.raw.universe import UNIVERSE_KEY, fmp_universe, universe_keys_check
+from financial_assets.raw.plan import RawFmpConfig
+from financial_assets.raw.universe import (
+    UNIVERSE_KEY,
+    fmp_universe,
+    universe_keys_check,
+)
 
 raw_assets = [fmp_universe, fmp_raw_symbols]
 raw_asset_checks = [universe_keys_check]
@@ -28,4 +32,4 @@ RAW_ASSET_KEYS = {
     "cash_flow_statements": CASH_FLOW_KEY,
 }
 
-__all__ = ["raw_assets", "raw_asset_checks", "RAW_ASSET_KEYS", "RawFmpConfig"]
+__all__ = ["RAW_ASSET_KEYS", "RawFmpConfig", "raw_asset_checks", "raw_assets"]

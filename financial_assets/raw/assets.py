@@ -2,80 +2,77 @@
 
 Each table is its own asset (materializable alone; ``can_subset``), but a run of any subset and any
 number of partitions is ONE op in ONE process: every symbol is fetched concurrently under the FMP
-client's shared rate limiter, and each table is loaded once (staged bulk load + one transaction).
+client's shared rate limiter, and each table is loaded once (staged bulk load + one MERGE).
+What is fetched at all is decided in ``plan.py`` (skip what is fresh).
 
-Skip what is fresh (unless ``force_refresh``):
-* profiles: at most once per UTC day per symbol;
-* prices: only the days after the last loaded DATE (first load: ``price_history_years``);
-* statements: no call at all while the company's next quarterly filing cannot be out yet (latest
-  loaded quarter end + 105 days), except a staggered recheck every ``statement_recheck_days``;
-  otherwise one cheap probe per company (latest quarter of the first selected statement kind), and
-  the full history (annual + quarter of every selected kind) only when the probe shows a newer
-  period, a newer acceptedDate or restated values for the latest loaded quarter;
-* any (dataset, symbol) asked within ``recheck_after_hours`` is not asked again (FMP_RAW.FETCH_LOG),
-  so rerunning a finished backfill makes close to zero API calls.
+The fetch runs in groups (statements, prices, profiles): a group is loaded, checked and reported
+as soon as its last request is back, while the later groups are still fetching, because the rate
+limit leaves the process idle most of a long run.
+
+What a run reports: an asset whose rows all changed, or that has dependents in the same run, is
+materialized for the whole partition range; otherwise only the partitions whose rows changed get a
+materialization, and an asset with no changed row gets none. So a daily refresh does not wake the
+dependents of data that did not change.
 """
 
 
-import hashlib
-import math
 import time
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Optional
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
+import pandas as pd
 from dagster import (
     AssetCheckKey,
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetSpec,
     BackfillPolicy,
-    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
     multi_asset,
 )
-import pandas as pd
-from pydantic import Field
 
 from financial_assets import freshness
 from financial_assets.partitions import symbol_partitions
-from financial_assets.raw import load, normalize
-from financial_assets.raw.normalize import SYMBOL_RE, Notes, day, number, timestamp
+from financial_assets.raw import checks, load, normalize
+from financial_assets.raw.keys import (
+    BALANCE_KEY,
+    CASH_FLOW_KEY,
+    INCOME_KEY,
+    KIND_KEYS,
+    PRICES_KEY,
+    PROFILES_KEY,
+    RAW_SYMBOL_KEYS,
+    TABLE_OF_KEY,
+)
+from financial_assets.raw.normalize import Notes
+from financial_assets.raw.plan import (
+    Plan,
+    RawFmpConfig,
+    WarehouseState,
+    apply_quotes,
+    fetch_statements,
+    make_plan,
+    quote_candidates,
+    read_state,
+)
 from financial_assets.raw.schema import (
-    BALANCE,
-    CASH_FLOW,
-    COMPANY_PROFILES,
-    DAILY_PRICES,
     FETCH_LOG,
-    INCOME,
     REJECTED_ROWS,
     STATEMENT_KINDS,
     StatementKind,
     Table,
-    column_name,
     ensure_tables,
 )
 from financial_assets.raw.universe import UNIVERSE_KEY, statement_symbol
+from financial_assets.symbols import in_list, is_symbol
 from resources.fmp import FMPResource
 from resources.retry import network_retry_policy
 from resources.warehouse import Warehouse
-
-PROFILES_KEY = AssetKey(["fmp_raw", "company_profiles"])
-PRICES_KEY = AssetKey(["fmp_raw", "daily_prices"])
-INCOME_KEY = AssetKey(["fmp_raw", "income_statements"])
-BALANCE_KEY = AssetKey(["fmp_raw", "balance_sheets"])
-CASH_FLOW_KEY = AssetKey(["fmp_raw", "cash_flow_statements"])
-
-KIND_KEYS = {INCOME.kind: INCOME_KEY, BALANCE.kind: BALANCE_KEY, CASH_FLOW.kind: CASH_FLOW_KEY}
-TABLE_OF_KEY = {PROFILES_KEY: COMPANY_PROFILES, PRICES_KEY: DAILY_PRICES, INCOME_KEY: INCOME.table,
-                BALANCE_KEY: BALANCE.table, CASH_FLOW_KEY: CASH_FLOW.table}
-BALANCE_IDENTITY_TOLERANCE = 0.001  # relative to |TOTAL_ASSETS| (and at least 1 currency unit)
-TRADING_DAYS_CHART = 252
 
 _DESCRIPTIONS = {
     PROFILES_KEY: "FMP company profile per ticker (FMP_RAW.COMPANY_PROFILES), refreshed at most daily.",
@@ -85,33 +82,17 @@ _DESCRIPTIONS = {
     BALANCE_KEY: "Balance sheets, annual + quarterly, per company (FMP_RAW.BALANCE_SHEETS).",
     CASH_FLOW_KEY: "Cash-flow statements, annual + quarterly, per company (FMP_RAW.CASH_FLOW_STATEMENTS).",
 }
-
-
-class RawFmpConfig(Config):
-    price_history_years: float = Field(default=5.0, description="history loaded for a ticker's first price load")
-    recheck_after_hours: float = Field(
-        default=6.0, description="do not ask FMP again about a (dataset, symbol) checked this recently")
-    force_refresh: bool = Field(default=False, description="ignore every freshness rule and refetch")
-    profile_max_age_days: int = Field(
-        default=1, description="1: refetch profiles once per UTC day; N > 1: every symbol at most every N days, "
-        "spread evenly over the days (a daily refresh then makes ~1/N of the profile calls)")
-    statement_recheck_days: float = Field(
-        default=7.0, description="between filing seasons, probe a company's statements at most every N days, "
-        "spread evenly over the days (catches amendments); once its next quarterly filing can be due it is "
-        "probed every run; 0 probes every run")
-    statement_quarters: int = Field(default=160, description="quarterly periods requested on a full statement "
-                                    "fetch (annual: a quarter of it)")
-    max_workers: Optional[int] = Field(default=None, description="threads for FMP calls (default: the client's)")
-    allow_partial_failure: bool = Field(
-        default=False, description="succeed even if some symbols failed after retries (they are reported)")
+# fetch order: statements make the most calls per item, so the limiter stays busy to the end
+GROUPS = (("statements", (INCOME_KEY, BALANCE_KEY, CASH_FLOW_KEY)), ("prices", (PRICES_KEY,)),
+          ("profiles", (PROFILES_KEY,)))
 
 
 def _specs() -> list[AssetSpec]:
     return [
         AssetSpec(key, deps=[UNIVERSE_KEY], group_name="fmp_raw", description=_DESCRIPTIONS[key],
-                  kinds={"snowflake"}, metadata={"table": f"FMP_RAW.{TABLE_OF_KEY[key].name}"},
+                  kinds={"snowflake"}, metadata={"table": f"FMP_RAW.{TABLE_OF_KEY[key].name}"}, skippable=True,
                   freshness_policy=freshness.weekly if key in KIND_KEYS.values() else freshness.daily)
-        for key in (PROFILES_KEY, PRICES_KEY, INCOME_KEY, BALANCE_KEY, CASH_FLOW_KEY)
+        for key in RAW_SYMBOL_KEYS
     ]
 
 
@@ -123,224 +104,8 @@ def _check_specs() -> list[AssetCheckSpec]:
                                 description="OPEN/HIGH/LOW/CLOSE > 0 and HIGH >= LOW"))
     specs.append(AssetCheckSpec("balance_sheet_identity", asset=BALANCE_KEY, blocking=True,
                                 description="TOTAL_ASSETS = TOTAL_LIABILITIES + TOTAL_EQUITY within "
-                                            f"{BALANCE_IDENTITY_TOLERANCE:.1%}"))
+                                            f"{checks.BALANCE_IDENTITY_TOLERANCE:.1%}"))
     return specs
-
-
-# ---------------------------------------------------------------- warehouse state
-
-
-def _in_list(symbols) -> str:
-    quoted = ", ".join(f"'{s}'" for s in sorted(symbols) if SYMBOL_RE.match(s))
-    return f"({quoted})" if quoted else "(NULL)"
-
-
-def _ts(value) -> datetime | None:
-    """A TIMESTAMP_NTZ read back; the emulator returns NULL timestamps as 1970-01-01."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return None if value.year <= 1970 else value.replace(tzinfo=None)
-    return timestamp(value)
-
-
-@dataclass
-class LatestStatement:
-    end: date
-    period: str
-    max_accepted: datetime | None
-    values: dict[str, float | None] = field(default_factory=dict)
-
-
-@dataclass
-class WarehouseState:
-    universe: dict[str, tuple[str | None, bool | None]]  # symbol -> (statement symbol, is member)
-    checked: dict[tuple[str, str], datetime]  # (dataset, symbol) -> last check
-    profile_fetched: dict[str, datetime]
-    last_price_day: dict[str, date]
-    latest_statement: dict[str, dict[str, LatestStatement]]  # kind -> symbol -> latest quarter
-
-
-def read_state(cursor, symbols: set[str], statement_symbols: set[str], kinds: list[StatementKind]) -> WarehouseState:
-    every = symbols | statement_symbols
-    universe = {r[0]: (r[1], r[2]) for r in cursor.execute(
-        f"SELECT SYMBOL, STATEMENT_SYMBOL, IS_MEMBER FROM FMP_RAW.UNIVERSE WHERE SYMBOL IN {_in_list(every)}").fetchall()}
-    checked = {(r[0], r[1]): _ts(r[2]) for r in cursor.execute(
-        f"SELECT DATASET, SYMBOL, CHECKED_AT FROM {FETCH_LOG.qualified} WHERE SYMBOL IN {_in_list(every)}").fetchall()}
-    profile_fetched = {r[0]: _ts(r[1]) for r in cursor.execute(
-        f"SELECT SYMBOL, MAX(FETCHED_AT) FROM {COMPANY_PROFILES.qualified} WHERE SYMBOL IN {_in_list(symbols)} "
-        "GROUP BY SYMBOL").fetchall()}
-    last_price_day = {r[0]: r[1] for r in cursor.execute(
-        f"SELECT SYMBOL, MAX(DATE) FROM {DAILY_PRICES.qualified} WHERE SYMBOL IN {_in_list(symbols)} "
-        "GROUP BY SYMBOL").fetchall()}
-    latest: dict[str, dict[str, LatestStatement]] = {}
-    for kind in kinds:
-        numeric = [column_name(f) for f in kind.fields]
-        rows = cursor.execute(
-            f"SELECT SYMBOL, PERIOD_END_DATE, PERIOD, MAX(ACCEPTED_DATE) OVER (PARTITION BY SYMBOL), "
-            f"{', '.join(numeric)} FROM {kind.table.qualified} "
-            f"WHERE SYMBOL IN {_in_list(statement_symbols)} AND PERIOD <> 'FY' "
-            "QUALIFY ROW_NUMBER() OVER (PARTITION BY SYMBOL ORDER BY PERIOD_END_DATE DESC, "
-            "ACCEPTED_DATE DESC NULLS LAST) = 1"
-        ).fetchall()
-        latest[kind.kind] = {
-            r[0]: LatestStatement(r[1], r[2], _ts(r[3]), dict(zip(kind.fields, r[4:]))) for r in rows
-        }
-    return WarehouseState(universe, checked, profile_fetched, last_price_day, latest)
-
-
-# ---------------------------------------------------------------- planning and fetching
-
-
-def _weekdays_between(start: date, end: date) -> bool:
-    return any((start + timedelta(days=i)).weekday() < 5 for i in range(min(7, (end - start).days + 1)))
-
-
-def _same(a: float | None, b: float | None) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
-
-
-def _fresh_by_slot(symbol: str, seen: list[datetime], now: datetime, cycle_days: float) -> bool:
-    """Seen today; or (cycle > 1 day) younger than the cycle and today is not this symbol's slot.
-
-    Each symbol gets a fixed day of the cycle, so a universe loaded on one day spreads its refresh
-    calls evenly over the following cycle (~1/N per day) instead of expiring all at once, and no
-    symbol is ever older than the cycle."""
-    if not seen:
-        return False
-    age = (now.date() - max(seen).date()).days
-    if age <= 0:
-        return True
-    cycle = int(cycle_days)
-    if cycle <= 1 or age >= cycle:
-        return False
-    slot = int(hashlib.sha256(symbol.encode()).hexdigest(), 16) % cycle
-    return now.date().toordinal() % cycle != slot
-
-
-def _profile_fresh(symbol: str, seen: list[datetime], now: datetime, max_age_days: int) -> bool:
-    return _fresh_by_slot(symbol, seen, now, max_age_days)
-
-
-@dataclass
-class Plan:
-    profiles: list[str] = field(default_factory=list)
-    prices: dict[str, date] = field(default_factory=dict)  # symbol -> first missing day
-    statements: list[str] = field(default_factory=list)
-    skipped: dict[str, list[str]] = field(default_factory=dict)  # dataset -> symbols skipped as fresh
-    removed: list[str] = field(default_factory=list)
-    invalid: list[str] = field(default_factory=list)
-
-
-def make_plan(config: RawFmpConfig, symbols: list[str], selected: set[AssetKey], kinds: list[StatementKind],
-              state: WarehouseState, now: datetime) -> Plan:
-    plan = Plan(skipped={"profiles": [], "prices": [], "statements": []})
-    recheck = timedelta(hours=config.recheck_after_hours)
-
-    def recent(dataset: str, symbol: str) -> bool:
-        when = state.checked.get((dataset, symbol))
-        return not config.force_refresh and when is not None and now - when < recheck
-
-    companies: list[str] = []
-    for symbol in symbols:
-        if not SYMBOL_RE.match(symbol):
-            plan.invalid.append(symbol)
-            continue
-        member = state.universe.get(symbol, (None, True))[1]
-        if member is False:
-            plan.removed.append(symbol)
-            continue
-        if PROFILES_KEY in selected:
-            fetched = state.profile_fetched.get(symbol)
-            checked = state.checked.get(("profile", symbol))
-            fresh = _profile_fresh(symbol, [t for t in (fetched, checked) if t is not None], now,
-                                   config.profile_max_age_days)
-            if fresh and not config.force_refresh:
-                plan.skipped["profiles"].append(symbol)
-            else:
-                plan.profiles.append(symbol)
-        if PRICES_KEY in selected:
-            last = state.last_price_day.get(symbol)
-            if last is None or config.force_refresh:
-                start = (now - timedelta(days=round(365.25 * config.price_history_years))).date()
-            else:
-                start = last + timedelta(days=1)
-            if not config.force_refresh and (recent("prices", symbol) or start > now.date()
-                                             or not _weekdays_between(start, now.date())):
-                plan.skipped["prices"].append(symbol)
-            else:
-                # re-read the last loaded day too: a bar fetched during the session may have been partial
-                plan.prices[symbol] = last if last is not None and not config.force_refresh else start
-        if kinds:
-            company = state.universe.get(symbol, (None, None))[0] or statement_symbol(symbol)
-            if company not in companies:
-                companies.append(company)
-    for company in companies:
-        if all(recent(f"statements:{k.kind}", company) for k in kinds) or (
-                not config.force_refresh and not _filing_may_be_due(company, kinds, state, now, config)):
-            plan.skipped["statements"].append(company)
-        else:
-            plan.statements.append(company)
-    return plan
-
-
-# A quarter's 10-Q/10-K is filed 3-8 weeks after the quarter ends (FMP_SPEC §5, §11); the next
-# quarter ends ~91 days after the latest one loaded, so no new filing can exist before this.
-EARLIEST_NEXT_FILING_DAYS = 91 + 14
-
-
-def _filing_may_be_due(company: str, kinds: list[StatementKind], state: WarehouseState, now: datetime,
-                       config: RawFmpConfig) -> bool:
-    """False only when every selected kind is loaded, its next quarterly filing cannot be out yet,
-    and the company was probed within ``statement_recheck_days`` (amendments are caught then)."""
-    latest = [state.latest_statement.get(k.kind, {}).get(company) for k in kinds]
-    if not all(latest):
-        return True
-    if now.date() >= min(x.end for x in latest) + timedelta(days=EARLIEST_NEXT_FILING_DAYS):
-        return True
-    checks = [state.checked.get((f"statements:{k.kind}", company)) for k in kinds]
-    if not all(checks):
-        return True
-    if config.statement_recheck_days <= 0:
-        return True
-    return not _fresh_by_slot(company, [min(checks)], now, max(1.0, config.statement_recheck_days))
-
-
-def fetch_statements(client, company: str, kinds: list[StatementKind], state: WarehouseState,
-                     config: RawFmpConfig) -> dict[str, Any]:
-    """Probe the latest quarter once; fetch every selected kind's full history only when needed."""
-    calls, reason = 0, "first load"
-    loaded = {k.kind: state.latest_statement.get(k.kind, {}).get(company) for k in kinds}
-    if config.force_refresh:
-        reason = "forced"
-    elif all(loaded.values()):
-        probe_kind = kinds[0]
-        rows = client.statements(probe_kind.kind, company, "quarter", limit=1)
-        calls += 1
-        if not rows:
-            return {"status": "empty", "calls": calls, "rows": {}, "reason": "FMP returned []"}
-        probe, latest = rows[0], loaded[probe_kind.kind]
-        end, accepted = day(probe.get("date")), timestamp(probe.get("acceptedDate"))
-        if end is not None and end > latest.end:
-            reason = f"new period {end}"
-        elif accepted is not None and (latest.max_accepted is None or accepted > latest.max_accepted):
-            reason = f"newer filing accepted {accepted}"
-        elif end == latest.end and not all(_same(number(probe.get(f)), latest.values.get(f))
-                                           for f in probe_kind.fields):
-            reason = f"restated values for {end}"
-        else:
-            return {"status": "fresh", "calls": calls, "rows": {}, "reason": "latest filing already loaded"}
-    fetched: dict[str, list] = {}
-    annual_limit = max(1, config.statement_quarters // 4)
-    for kind in kinds:
-        annual = client.statements(kind.kind, company, "annual", limit=annual_limit)
-        quarter = client.statements(kind.kind, company, "quarter", limit=config.statement_quarters)
-        calls += 2
-        fetched[kind.kind] = list(annual) + list(quarter)
-    status = "fetched" if any(fetched.values()) else "empty"
-    return {"status": status, "calls": calls, "rows": fetched, "reason": reason}
 
 
 def _concat(frames: list, empty):
@@ -350,101 +115,183 @@ def _concat(frames: list, empty):
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _price_windows(start: date, end: date) -> int:
+def _price_windows(start, end) -> int:
     return 1 + max(0, (end - start).days) // (18 * 365)  # the client splits at 18 years
 
 
-# ---------------------------------------------------------------- checks
+def _run_counters(before: dict, now: dict) -> dict:
+    """The run's HTTP requests so far (every group's, retries included): shown with each asset."""
+    return {"run_http_requests": now["calls_made"] - before["calls_made"],
+            "run_429s": now["rate_limited"] - before["rate_limited"], "run_retries": now["retries"] - before["retries"]}
 
 
-def _key_check(cursor, table: Table, symbols: set[str]) -> AssetCheckResult:
-    keys = ", ".join(table.key)
-    nulls = " OR ".join(f"{k} IS NULL" for k in table.key)
-    null_count = cursor.execute(f"SELECT COUNT(*) FROM {table.qualified} WHERE {nulls}").fetchone()[0]
-    dup_count = cursor.execute(
-        f"SELECT COUNT(*) FROM (SELECT {keys} FROM {table.qualified} WHERE SYMBOL IN {_in_list(symbols)} "
-        f"GROUP BY {keys} HAVING COUNT(*) > 1)").fetchone()[0]
-    rows = cursor.execute(
-        f"SELECT COUNT(*) FROM {table.qualified} WHERE SYMBOL IN {_in_list(symbols)}").fetchone()[0]
-    return AssetCheckResult(
-        check_name="keys_not_null_and_unique", asset_key=_key_of(table), passed=null_count == 0 and dup_count == 0,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"null_keys": int(null_count), "duplicate_keys": int(dup_count), "rows_checked": int(rows)})
+class RawRun:
+    """One run of the raw multi-asset: plan, grouped concurrent fetch, per-group load and report."""
 
+    def __init__(self, context: AssetExecutionContext, config: RawFmpConfig, warehouse: Warehouse, client):
+        self.context, self.config, self.warehouse, self.client = context, config, warehouse, client
+        self.selected = set(context.selected_asset_keys)
+        self.kinds: list[StatementKind] = [k for k in STATEMENT_KINDS if KIND_KEYS[k.kind] in self.selected]
+        self.partitions = sorted(set(context.partition_keys))
+        self.symbols = [s for s in self.partitions if is_symbol(s)]
+        self.now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        self.notes = Notes()
+        self.calls = {"profiles": 0, "prices": 0, "statements": 0}
+        self.fetched = {"profiles": 0, "prices": 0, "statements": 0}
+        self.written: dict[str, int] = {}
+        self.failures: dict[str, str] = {}
+        self.company_of: dict[str, str] = {}
 
-def _key_of(table: Table) -> AssetKey:
-    return next(k for k, t in TABLE_OF_KEY.items() if t is table)
+    # planning
 
+    def prepare(self) -> Plan:
+        with self.warehouse.get_connection() as conn:
+            cur = conn.cursor()
+            ensure_tables(cur)
+            universe = {r[0]: r[1] for r in cur.execute(
+                f"SELECT SYMBOL, STATEMENT_SYMBOL FROM FMP_RAW.UNIVERSE WHERE SYMBOL IN {in_list(self.symbols)}"
+            ).fetchall()}
+            self.company_of = {s: universe.get(s) or statement_symbol(s) for s in self.symbols}
+            companies = set(self.company_of.values()) if self.kinds else set()
+            self.state: WarehouseState = read_state(cur, set(self.symbols), companies, self.kinds)
+        plan = make_plan(self.config, self.partitions, self.selected, self.kinds, self.state, self.now)
+        for key in plan.invalid:
+            self.notes.add("partition keys that are not ticker symbols (skipped)", key, repr(key))
+        for symbol in plan.removed:
+            self.notes.add("symbols no longer in the index (history kept, not refreshed)", symbol, symbol)
+        self._take_quotes(plan)
+        self.context.log.info(
+            f"{len(self.partitions)} partition(s): fetching profiles {len(plan.profiles)}, prices "
+            f"{len(plan.prices)} (+{len(plan.quote_bars)} from batch quotes), statements {len(plan.statements)} "
+            "compan(ies); fresh/skipped: " + ", ".join(f"{k} {len(v)}" for k, v in plan.skipped.items()))
+        return plan
 
-def _price_check(cursor, symbols: set[str]) -> AssetCheckResult:
-    non_positive, inverted, null_close, rows = cursor.execute(
-        "SELECT COUNT_IF(OPEN <= 0 OR HIGH <= 0 OR LOW <= 0 OR CLOSE <= 0), COUNT_IF(HIGH < LOW), "
-        f"COUNT_IF(CLOSE IS NULL), COUNT(*) FROM {DAILY_PRICES.qualified} WHERE SYMBOL IN {_in_list(symbols)}"
-    ).fetchone()
-    sample = cursor.execute(
-        f"SELECT SYMBOL, DATE FROM {DAILY_PRICES.qualified} WHERE SYMBOL IN {_in_list(symbols)} AND "
-        "(OPEN <= 0 OR HIGH <= 0 OR LOW <= 0 OR CLOSE <= 0 OR HIGH < LOW) ORDER BY SYMBOL, DATE LIMIT 10"
-    ).fetchall()
-    return AssetCheckResult(
-        check_name="prices_positive_high_ge_low", asset_key=PRICES_KEY,
-        passed=(non_positive or 0) == 0 and (inverted or 0) == 0, severity=AssetCheckSeverity.ERROR,
-        metadata={"non_positive_rows": int(non_positive or 0), "high_below_low_rows": int(inverted or 0),
-                  "null_close_rows": int(null_close or 0), "rows_checked": int(rows),
-                  "examples": ", ".join(f"{s} {d}" for s, d in sample) or "none"})
+    def _take_quotes(self, plan: Plan) -> None:
+        candidates = quote_candidates(plan, self.state, self.now, self.config)
+        if not candidates:
+            return
+        before = self.client.snapshot()["calls_made"]
+        try:
+            quotes = self.client.batch_quote(candidates)
+        except Exception as exc:  # noqa: BLE001 - the EOD endpoint still serves every candidate
+            self.context.log.warning(f"batch quote failed ({type(exc).__name__}); using the EOD endpoint instead")
+            quotes = []
+        self.calls["prices"] += self.client.snapshot()["calls_made"] - before
+        apply_quotes(plan, self.state, quotes, self.now)
 
+    # fetching (in worker threads: fetch and normalise, so only compact frames are held)
 
-def _balance_check(cursor, statement_symbols: set[str]) -> AssetCheckResult:
-    t = BALANCE_IDENTITY_TOLERANCE
-    gap = "ABS(TOTAL_ASSETS - (TOTAL_LIABILITIES + TOTAL_EQUITY))"
-    limit = f"GREATEST(1.0, {t} * ABS(TOTAL_ASSETS))"
-    where = f"SYMBOL IN {_in_list(statement_symbols)}"
-    rows, broken, incomplete = cursor.execute(
-        f"SELECT COUNT(*), COUNT_IF({gap} > {limit}), "
-        "COUNT_IF(TOTAL_ASSETS IS NULL OR TOTAL_LIABILITIES IS NULL OR TOTAL_EQUITY IS NULL) "
-        f"FROM {BALANCE.table.qualified} WHERE {where}").fetchone()
-    sample = cursor.execute(
-        f"SELECT SYMBOL, PERIOD_END_DATE, PERIOD FROM {BALANCE.table.qualified} WHERE {where} AND {gap} > {limit} "
-        "ORDER BY SYMBOL, PERIOD_END_DATE LIMIT 10").fetchall()
-    return AssetCheckResult(
-        check_name="balance_sheet_identity", asset_key=BALANCE_KEY, passed=(broken or 0) == 0,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"rows_checked": int(rows), "rows_violating": int(broken or 0),
-                  "rows_missing_totals": int(incomplete or 0), "tolerance": t,
-                  "examples": ", ".join(f"{s} {d} {p}" for s, d, p in sample) or "none"})
+    def task(self, plan: Plan, item: tuple[str, str]) -> dict[str, Any]:
+        dataset, symbol = item
+        notes, rejects = Notes(), []
+        if dataset == "statements":
+            result = fetch_statements(self.client, symbol, self.kinds, self.state, self.config)
+            raw = result.pop("rows")
+            result["frames"] = {
+                kind.kind: normalize.statement_frame(kind, normalize.statement_rows(
+                    kind, symbol, raw.get(kind.kind, []), self.now, notes, rejects))
+                for kind in self.kinds if kind.kind in raw}
+        elif dataset == "prices" and symbol in plan.quote_bars:
+            rows = normalize.price_rows(symbol, [plan.quote_bars[symbol]], self.now, notes, rejects)
+            result = {"status": "fetched", "calls": 0, "reason": "batch quote",
+                      "frame": normalize.price_frame(rows)}
+        elif dataset == "prices":
+            start = plan.prices[symbol]
+            raw = self.client.historical_prices(symbol, start, self.now.date())
+            result = {"status": "fetched" if raw else "empty", "calls": _price_windows(start, self.now.date()),
+                      "reason": f"from {start}", "eod": True,
+                      "frame": normalize.price_frame(normalize.price_rows(symbol, raw, self.now, notes, rejects))}
+        else:
+            record = self.client.profile(symbol)
+            result = {"status": "fetched" if record else "empty", "calls": 1, "reason": "",
+                      "row": normalize.profile_row(symbol, record, self.now, notes) if record else None}
+        result.update(notes=notes, rejects=rejects)
+        return result
 
+    def groups(self, plan: Plan) -> list[list[tuple[str, str]]]:
+        return [[("statements", c) for c in plan.statements],
+                [("prices", s) for s in [*plan.quote_bars, *plan.prices]],
+                [("profiles", s) for s in plan.profiles]]
 
-# ---------------------------------------------------------------- chart
+    # loading
 
-SPARK = "▁▂▃▄▅▆▇█"
+    def frames(self, bucket: str, results: dict) -> tuple[list[tuple[Table, Any]], list[dict]]:
+        """The group's tables to load (data tables first, the fetch log last) and its log rows."""
+        profile_rows, price_frames, rejects, log_rows = [], [], [], []
+        statement_frames: dict[str, list] = {k.kind: [] for k in self.kinds}
+        for (_, symbol), result in results.items():
+            if isinstance(result, Exception):
+                self.failures[f"{bucket}:{symbol}"] = f"{type(result).__name__}: {str(result)[:200]}"
+                continue
+            self.calls[bucket] += result["calls"]
+            self.notes.merge(result["notes"])
+            rejects.extend(result["rejects"])
+            if result["status"] == "empty":
+                self.notes.add(f"unknown or delisted symbols: FMP returned no {bucket}", symbol, f"{symbol}: []")
+            if result["status"] == "fetched":
+                self.fetched[bucket] += 1
+                if bucket == "profiles":
+                    profile_rows.append(result["row"])
+                elif bucket == "prices":
+                    price_frames.append(result["frame"])
+                else:
+                    for kind, frame in result["frames"].items():
+                        statement_frames[kind].append(frame)
+            datasets = {"statements": [f"statements:{k.kind}" for k in self.kinds],
+                        "prices": ["prices", "prices:eod"] if result.get("eod") else ["prices"],
+                        "profiles": ["profile"]}[bucket]
+            for name in datasets:
+                log_rows.append({"DATASET": name, "SYMBOL": symbol, "CHECKED_AT": self.now,
+                                 "STATUS": result["status"], "DETAIL": str(result.get("reason") or "")[:500]})
+        frames: list[tuple[Table, Any]] = []
+        if bucket == "profiles":
+            frames.append((TABLE_OF_KEY[PROFILES_KEY], normalize.profile_frame(profile_rows)))
+        elif bucket == "prices":
+            frames.append((TABLE_OF_KEY[PRICES_KEY], _concat(price_frames, normalize.price_frame([]))))
+        else:
+            for kind in self.kinds:
+                frames.append((kind.table, _concat(statement_frames[kind.kind], normalize.statement_frame(kind, []))))
+        frames.append((REJECTED_ROWS, normalize.rejected_frame(rejects)))
+        frames.append((FETCH_LOG, normalize._frame(log_rows, FETCH_LOG.column_names, timestamps=["CHECKED_AT"])))
+        return frames, log_rows
 
+    def load_and_check(self, keys: list[AssetKey], frames) -> tuple[dict[str, load.Written], list, Any]:
+        with self.warehouse.get_connection() as conn:
+            cur = conn.cursor()
+            written = load.load_tables(cur, frames)
+            companies = set(self.company_of.values())
+            results = []
+            for key in keys:
+                scope = set(self.symbols) if key in (PROFILES_KEY, PRICES_KEY) else companies
+                results.append(checks.key_check(cur, TABLE_OF_KEY[key], scope))
+                if key == PRICES_KEY:
+                    results.append(checks.price_check(cur, set(self.symbols)))
+                if key == BALANCE_KEY:
+                    results.append(checks.balance_check(cur, companies))
+            chart = (checks.price_chart(cur, self.symbols[0])
+                     if PRICES_KEY in keys and len(self.partitions) == 1 and self.symbols else None)
+        return written, results, chart
 
-def sparkline(values: list[float], width: int = 64) -> str:
-    if not values:
-        return ""
-    if len(values) > width:
-        step = len(values) / width
-        values = [values[min(len(values) - 1, int((i + 1) * step) - 1)] for i in range(width)]
-    lo, hi = min(values), max(values)
-    span = (hi - lo) or 1.0
-    return "".join(SPARK[min(7, int((v - lo) / span * 7.999))] for v in values)
+    # reporting
 
+    def changed_partitions(self, key: AssetKey, written: load.Written) -> set[str]:
+        if key in (PROFILES_KEY, PRICES_KEY):
+            return written.symbols & set(self.symbols)
+        return {s for s in self.symbols if self.company_of[s] in written.symbols}
 
-def price_chart(cursor, symbol: str) -> MetadataValue:
-    rows = cursor.execute(
-        f"SELECT DATE, CLOSE FROM {DAILY_PRICES.qualified} WHERE SYMBOL = '{symbol}' AND CLOSE IS NOT NULL "
-        f"ORDER BY DATE DESC LIMIT {TRADING_DAYS_CHART}").fetchall()[::-1]
-    if not rows:
-        return MetadataValue.md(f"No prices loaded for **{symbol}**.")
-    closes = [float(c) for _, c in rows]
-    change = closes[-1] / closes[0] - 1 if closes[0] else 0.0
-    return MetadataValue.md(
-        f"**{symbol}** close, last {len(rows)} trading days ({rows[0][0]} → {rows[-1][0]})\n\n"
-        f"`{sparkline(closes)}`\n\n"
-        f"| first | low | high | last | change |\n|---|---|---|---|---|\n"
-        f"| {closes[0]:.2f} | {min(closes):.2f} | {max(closes):.2f} | {closes[-1]:.2f} | {change:+.1%} |")
+    def dependents_in_run(self, key: AssetKey) -> bool:
+        layer = self.context.job_def.asset_layer
+        return bool(layer.asset_graph.get(key).child_keys & set(layer.selected_asset_keys))
 
-
-# ---------------------------------------------------------------- the multi-asset
+    def report(self, key: AssetKey, written: load.Written, metadata: dict) -> Iterator[MaterializeResult]:
+        changed = self.changed_partitions(key, written)
+        if changed >= set(self.symbols) or self.dependents_in_run(key):
+            yield MaterializeResult(asset_key=key, metadata=metadata)
+        elif changed:
+            for partition in sorted(changed):
+                self.context.log_event(AssetMaterialization(asset_key=key, partition=partition, metadata=metadata))
+        else:
+            self.context.log.info(f"{key.to_user_string()}: no row changed; not materialized")
 
 
 @multi_asset(
@@ -461,176 +308,52 @@ def price_chart(cursor, symbol: str) -> MetadataValue:
 )
 def fmp_raw_symbols(context: AssetExecutionContext, config: RawFmpConfig, warehouse: Warehouse, fmp: FMPResource):
     started = time.monotonic()
-    selected = set(context.selected_asset_keys)
-    selected_checks = set(context.selected_asset_check_keys)
-    kinds = [k for k in STATEMENT_KINDS if KIND_KEYS[k.kind] in selected]
-    symbols = sorted(set(context.partition_keys))
     client = fmp.get_client()
-    calls_before = client.snapshot()
-    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
-    notes = Notes()
+    before = client.snapshot()
+    run = RawRun(context, config, warehouse, client)
+    plan = run.prepare()
+    selected_checks = set(context.selected_asset_check_keys)
+    groups = [(bucket, [k for k in keys if k in run.selected], items)
+              for (bucket, keys), items in zip(GROUPS, run.groups(plan))]
+    groups = [(bucket, keys, items) for bucket, keys, items in groups if keys]
+    for (bucket, keys, _), results in zip(groups, client.map_concurrent_groups(
+            lambda item: run.task(plan, item), [items for _, _, items in groups], config.max_workers)):
+        frames, _ = run.frames(bucket, results)
+        written, check_results, chart = run.load_and_check(keys, frames)
+        run.written.update({name: w.rows for name, w in written.items() if name not in (FETCH_LOG.name,)})
+        seconds = time.monotonic() - started
+        for key in keys:
+            rows = written[TABLE_OF_KEY[key].name].rows
+            metadata = {
+                "table": f"FMP_RAW.{TABLE_OF_KEY[key].name}", "rows_written": rows,
+                "api_calls": run.calls[bucket], "symbols_fetched": run.fetched[bucket],
+                "symbols_fresh_skipped": len(plan.skipped[bucket]), "partitions": len(run.partitions),
+                "seconds": round(seconds, 2), "rows_per_second": round(rows / seconds, 1) if seconds > 0 else 0.0,
+                "warnings": MetadataValue.json(run.notes.counts()),
+                **_run_counters(before, client.snapshot()),
+            }
+            if bucket == "statements":
+                metadata["api_calls_note"] = "statement calls are shared by the selected statement assets"
+            if bucket == "prices":
+                metadata["bars_from_batch_quotes"] = len(plan.quote_bars)
+                if chart is not None:
+                    metadata["price_chart"] = chart
+            yield from run.report(key, written[TABLE_OF_KEY[key].name], metadata)
+        for result in check_results:
+            if AssetCheckKey(result.asset_key, result.check_name) in selected_checks:
+                yield result
 
-    with warehouse.get_connection() as conn:
-        cur = conn.cursor()
-        ensure_tables(cur)
-        universe = {r[0]: (r[1], r[2]) for r in cur.execute(
-            f"SELECT SYMBOL, STATEMENT_SYMBOL, IS_MEMBER FROM FMP_RAW.UNIVERSE WHERE SYMBOL IN {_in_list(symbols)}"
-        ).fetchall()}
-        statement_symbols = {(universe.get(s, (None,))[0] or statement_symbol(s)) for s in symbols} if kinds else set()
-        state = read_state(cur, set(symbols), statement_symbols, kinds)
-    plan = make_plan(config, symbols, selected, kinds, state, now)
-    for symbol in plan.invalid:
-        notes.add("partition keys that are not ticker symbols (skipped)", symbol, repr(symbol))
-    for symbol in plan.removed:
-        notes.add("symbols no longer in the index (history kept, not refreshed)", symbol, symbol)
-    context.log.info(
-        f"{len(symbols)} partition(s): fetching profiles {len(plan.profiles)}, prices {len(plan.prices)}, "
-        f"statements {len(plan.statements)} compan(ies); fresh/skipped: "
-        + ", ".join(f"{k} {len(v)}" for k, v in plan.skipped.items()))
-
-    def task(item: tuple[str, str]) -> dict[str, Any]:
-        """Fetch one (dataset, symbol) and normalise it in the worker thread, so only compact frames
-        (not millions of JSON dicts) are held until the load."""
-        dataset, symbol = item
-        local_notes, local_rejects = Notes(), []
-        if dataset == "statements":
-            result = fetch_statements(client, symbol, kinds, state, config)
-            raw = result.pop("rows")
-            result["frames"] = {
-                kind.kind: normalize.statement_frame(kind, normalize.statement_rows(
-                    kind, symbol, raw.get(kind.kind, []), now, local_notes, local_rejects))
-                for kind in kinds if kind.kind in raw}
-        elif dataset == "prices":
-            start = plan.prices[symbol]
-            raw = client.historical_prices(symbol, start, now.date())
-            result = {"status": "fetched" if raw else "empty", "calls": _price_windows(start, now.date()),
-                      "reason": f"from {start}",
-                      "frame": normalize.price_frame(normalize.price_rows(symbol, raw, now, local_notes,
-                                                                          local_rejects))}
-        else:
-            record = client.profile(symbol)
-            result = {"status": "fetched" if record else "empty", "calls": 1, "reason": "",
-                      "row": normalize.profile_row(symbol, record, now, local_notes) if record else None}
-        result.update(notes=local_notes, rejects=local_rejects)
-        return result
-
-    # statements first: they make the most calls per item, so the limiter stays busy to the end
-    tasks = ([("statements", c) for c in plan.statements] + [("prices", s) for s in plan.prices]
-             + [("profile", s) for s in plan.profiles])
-    fetch_started = time.monotonic()
-    results = client.map_concurrent(task, tasks, max_workers=config.max_workers) if tasks else {}
-    fetch_seconds = time.monotonic() - fetch_started
-
-    profile_rows, price_frames, rejects, log_rows, failures = [], [], [], [], {}
-    statement_frames: dict[str, list] = {k.kind: [] for k in kinds}
-    calls = {"profiles": 0, "prices": 0, "statements": 0}
-    fetched_counts = {"profiles": 0, "prices": 0, "statements": 0}
-    for (dataset, symbol), result in results.items():
-        if isinstance(result, Exception):
-            failures[f"{dataset}:{symbol}"] = f"{type(result).__name__}: {str(result)[:200]}"
-            continue
-        bucket = "profiles" if dataset == "profile" else dataset
-        calls[bucket] += result["calls"]
-        notes.merge(result["notes"])
-        rejects.extend(result["rejects"])
-        status = result["status"]
-        if status == "empty":
-            notes.add(f"unknown or delisted symbols: FMP returned no {bucket}", symbol, f"{symbol}: []")
-        if status == "fetched":
-            fetched_counts[bucket] += 1
-            if dataset == "profile":
-                profile_rows.append(result["row"])
-            elif dataset == "prices":
-                price_frames.append(result["frame"])
-            else:
-                for kind, frame in result["frames"].items():
-                    statement_frames[kind].append(frame)
-        datasets = [f"statements:{k.kind}" for k in kinds] if dataset == "statements" else [dataset]
-        for name in datasets:
-            log_rows.append({"DATASET": name, "SYMBOL": symbol, "CHECKED_AT": now, "STATUS": status,
-                             "DETAIL": str(result.get("reason") or "")[:500]})
-    del results
-    for key, error in sorted(failures.items()):
-        context.log.error(f"FMP fetch failed after retries for {key}: {error}")
-
-    frames: list[tuple[Table, Any]] = []
-    if PROFILES_KEY in selected:
-        frames.append((COMPANY_PROFILES, normalize.profile_frame(profile_rows)))
-    if PRICES_KEY in selected:
-        frames.append((DAILY_PRICES, _concat(price_frames, normalize.price_frame([]))))
-    for kind in kinds:
-        frames.append((kind.table, _concat(statement_frames[kind.kind], normalize.statement_frame(kind, []))))
-    frames.append((REJECTED_ROWS, normalize.rejected_frame(rejects)))
-    log_frame = normalize._frame(log_rows, FETCH_LOG.column_names, timestamps=["CHECKED_AT"])
-    frames.append((FETCH_LOG, log_frame))
-
-    load_started = time.monotonic()
-    with warehouse.get_connection() as conn:
-        cur = conn.cursor()
-        written = load.load_tables(cur, frames)
-        load_seconds = time.monotonic() - load_started
-        check_results = []
-        scope = {PROFILES_KEY: set(symbols), PRICES_KEY: set(symbols), INCOME_KEY: statement_symbols,
-                 BALANCE_KEY: statement_symbols, CASH_FLOW_KEY: statement_symbols}
-        for key, table in TABLE_OF_KEY.items():
-            if key in selected:
-                check_results.append(_key_check(cur, table, scope[key]))
-        if PRICES_KEY in selected:
-            check_results.append(_price_check(cur, set(symbols)))
-        if BALANCE_KEY in selected:
-            check_results.append(_balance_check(cur, statement_symbols))
-        chart = price_chart(cur, symbols[0]) if PRICES_KEY in selected and len(symbols) == 1 else None
-
-    for line in notes.lines():
+    for line in run.notes.lines():
         context.log.warning(line)
-    if rejects:
-        context.log.warning(f"{len(rejects)} record(s) could not be keyed; kept in FMP_RAW.REJECTED_ROWS")
-    seconds = time.monotonic() - started
-    calls_after = client.snapshot()
-    run_calls = calls_after["calls_made"] - calls_before["calls_made"]
+    after = client.snapshot()
+    for key, error in sorted(run.failures.items()):
+        context.log.error(f"FMP fetch failed after retries for {key}: {error}")
     context.log.info(
-        f"done in {seconds:.1f} s (fetch {fetch_seconds:.1f} s, load {load_seconds:.1f} s); "
-        f"HTTP requests {run_calls} (429s {calls_after['rate_limited'] - calls_before['rate_limited']}, "
-        f"retries {calls_after['retries'] - calls_before['retries']}); rows written {written}")
-    if failures and not config.allow_partial_failure:
+        f"done in {time.monotonic() - started:.1f} s; HTTP requests {after['calls_made'] - before['calls_made']} "
+        f"(429s {after['rate_limited'] - before['rate_limited']}, retries {after['retries'] - before['retries']}); "
+        f"rows written {run.written}")
+    if run.failures and not config.allow_partial_failure:
         raise Failure(
-            description=f"{len(failures)} FMP fetch(es) failed after retries; everything else is loaded and a "
+            description=f"{len(run.failures)} FMP fetch(es) failed after retries; everything else is loaded and a "
             "rerun fetches only what is missing. Set allow_partial_failure to accept.",
-            metadata={"failures": MetadataValue.json(failures)})
-
-    common = {
-        "run_http_requests": run_calls,
-        "run_429s": calls_after["rate_limited"] - calls_before["rate_limited"],
-        "run_retries": calls_after["retries"] - calls_before["retries"],
-        "run_seconds": round(seconds, 2),
-        "fetch_seconds": round(fetch_seconds, 2),
-        "load_seconds": round(load_seconds, 2),
-        "partitions": len(symbols),
-        "warnings": MetadataValue.json(notes.counts()),
-        "failures": MetadataValue.json(failures),
-    }
-    bucket_of = {PROFILES_KEY: "profiles", PRICES_KEY: "prices", INCOME_KEY: "statements",
-                 BALANCE_KEY: "statements", CASH_FLOW_KEY: "statements"}
-    for key in (PROFILES_KEY, PRICES_KEY, INCOME_KEY, BALANCE_KEY, CASH_FLOW_KEY):
-        if key not in selected:
-            continue
-        bucket = bucket_of[key]
-        rows_written = written.get(TABLE_OF_KEY[key].name, 0)
-        metadata = {
-            **common,
-            "table": f"FMP_RAW.{TABLE_OF_KEY[key].name}",
-            "rows_written": rows_written,
-            "api_calls": calls[bucket] if bucket != "statements" else calls["statements"],
-            "symbols_fetched": fetched_counts[bucket],
-            "symbols_fresh_skipped": len(plan.skipped[bucket]),
-            "seconds": round(seconds, 2),
-            "rows_per_second": round(rows_written / seconds, 1) if seconds > 0 else 0.0,
-        }
-        if bucket == "statements":
-            metadata["api_calls_note"] = "statement calls are shared by the selected statement assets"
-        if key == PRICES_KEY and chart is not None:
-            metadata["price_chart"] = chart
-        yield MaterializeResult(asset_key=key, metadata=metadata)
-    for result in check_results:
-        if AssetCheckKey(result.asset_key, result.check_name) in selected_checks:
-            yield result
+            metadata={"failures": MetadataValue.json(run.failures)})

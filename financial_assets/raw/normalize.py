@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import defaultdict
 from datetime import date, datetime
 
@@ -24,7 +23,6 @@ from financial_assets.raw.schema import (
     column_name,
 )
 
-SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=]{0,14}$")
 PERIODS = {"FY", "Q1", "Q2", "Q3", "Q4"}
 
 
@@ -39,7 +37,7 @@ class Notes:
         self.by_category[category].add(symbol)
         self.samples.setdefault(category, message)
 
-    def merge(self, other: "Notes") -> None:
+    def merge(self, other: Notes) -> None:
         for category, symbols in other.by_category.items():
             self.by_category[category] |= symbols
             self.samples.setdefault(category, other.samples[category])

@@ -8,7 +8,7 @@ theirs so their history stays browsable, but the raw assets stop refreshing them
 
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 from dagster import (
@@ -25,8 +25,9 @@ from dagster import (
 from financial_assets import freshness
 from financial_assets.partitions import symbol_partitions
 from financial_assets.raw import load
-from financial_assets.raw.normalize import SYMBOL_RE, Notes, text, to_fmp_symbol, to_index_symbol
+from financial_assets.raw.normalize import Notes, text, to_fmp_symbol, to_index_symbol
 from financial_assets.raw.schema import UNIVERSE, ensure_tables
+from financial_assets.symbols import is_symbol
 from resources.fmp import FMPPlanError, FMPResource
 from resources.retry import network_retry_policy
 from resources.warehouse import Warehouse
@@ -72,7 +73,7 @@ def universe_frame(records: list[dict], source: str, now: datetime, notes: Notes
     for record in records:
         raw_symbol = text((record or {}).get("symbol"))
         symbol = to_index_symbol(raw_symbol) if raw_symbol else None
-        if not symbol or not SYMBOL_RE.match(symbol):
+        if not is_symbol(symbol):
             notes.add("constituents without a usable symbol (skipped)", str(raw_symbol), repr(record)[:120])
             continue
         if symbol in seen:
@@ -127,7 +128,7 @@ def fmp_universe(context: AssetExecutionContext, warehouse: Warehouse, fmp: FMPR
             "S&P 500 list from pytickersymbols instead (no CIKs, sectors from its labels, may lag index changes)."
         )
         records = packaged_constituents()
-    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     frame = universe_frame(records, source, now, notes)
     if frame.empty:
         raise RuntimeError("the universe is empty; refusing to mark every symbol as removed")
@@ -171,7 +172,7 @@ def fmp_universe(context: AssetExecutionContext, warehouse: Warehouse, fmp: FMPR
         "new_partitions": len(new_partitions),
         "share_classes": ", ".join(f"{s}->{statement_symbol(s)}" for s in sorted(members)
                                    if statement_symbol(s) != s),
-        "rows_written": written.get(UNIVERSE.name, 0),
+        "rows_written": written[UNIVERSE.name].rows,
         "api_calls": client.calls_made - calls_before,
         "seconds": round(seconds, 2),
         "sectors": MetadataValue.md("| sector | members |\n|---|---|\n" + "\n".join(
