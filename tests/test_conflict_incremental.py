@@ -205,3 +205,41 @@ def test_a_dimension_change_falls_back_to_a_full_prefix_recompute(pair):
     assert synced["prefixes_incremental"] == 0 and synced["rows_changed"] > 0
     found, synced = _run(warehouse, postgres)
     assert found["prefixes_changed"] == 0 and synced["rows_written"] == 0
+
+
+def test_a_visit_leaving_or_entering_between_two_visits_changes_their_travel_pair(warehouse):
+    """The successor relation: removing the visit between x and w makes (x, w) consecutive (a new travel
+    conflict although neither changed); putting it back removes it. Checked against the brute-force reference."""
+    from tests.test_conflict_detection import AS_OF as REF_AS_OF, BASE, CAREGIVERS, _frames, _visit, reference
+
+    from conflict_assets.source_schema import create_source_tables
+    from resources.warehouse import bulk_load
+
+    h = lambda x: BASE + dt.timedelta(hours=x)  # noqa: E731
+    rows = [_visit("x1", 0, 0, h(8), h(9), lat=40.0, lon=-74.0),
+            _visit("v1", 0, 0, h(9.1), h(9.2)),  # no GPS: never in a travel conflict itself
+            _visit("w1", 1, 1, h(9.5), h(10), lat=41.0, lon=-74.0)]  # 111 km in 30 min from x1
+    frame = _frames(rows)
+    params = DetectionParams()
+
+    def found(cur) -> set[tuple]:
+        summary = detect(cur, ["111"], REF_AS_OF, params)
+        cur.execute(f"SELECT CONFLICTID, CONFLICT_TYPE, VISIT_ID, OTHER_VISIT_ID FROM {RESULT_TABLE}")
+        return set(cur.fetchall()), summary
+
+    with warehouse.get_connection() as conn:
+        cur = conn.cursor()
+        create_source_tables(cur)
+        reset_tables(cur)
+        bulk_load(cur, "VISITS.CAREGIVERS", CAREGIVERS)
+        bulk_load(cur, "VISITS.VISITS", frame)
+        got, summary = found(cur)
+        assert got == reference(frame, params) == set() and summary["prefixes_full"] == 1
+        cur.execute("DELETE FROM VISITS.VISITS WHERE VISIT_ID = 'v1'")
+        got, summary = found(cur)
+        without = frame[frame.VISIT_ID != "v1"]
+        assert summary["prefixes_incremental"] == 1 and summary["visits_repaired"] == 1
+        assert got == reference(without, params) and {k for _, k, _, _ in got} == {"TRAVEL_TIME"}
+        bulk_load(cur, "VISITS.VISITS", frame[frame.VISIT_ID == "v1"])
+        got, summary = found(cur)
+        assert summary["prefixes_incremental"] == 1 and got == reference(frame, params) == set()
