@@ -133,6 +133,25 @@ def test_map_concurrent_returns_exceptions_per_item(server):
     assert isinstance(results["MSFT"], FMPMalformedResponse)
 
 
+def test_groups_are_handed_over_while_later_groups_still_fetch(server):
+    admin_post(server, "config", {"latency_ms": 300})
+    client = fast_client(server)
+    done: list[str] = []
+
+    def fetch(symbol):
+        result = client.quote(symbol)
+        done.append(symbol)
+        return result
+
+    groups = client.map_concurrent_groups(fetch, [["AAPL"], SP500[:16]], max_workers=4)
+    first = next(groups)
+    assert list(first) == ["AAPL"] and first["AAPL"]["symbol"] == "AAPL"
+    assert len(done) < 17  # the second group is still in flight when the first is handed over
+    second = next(groups)
+    assert list(second) == list(dict.fromkeys(SP500[:16])) and all(isinstance(r, dict) for r in second.values())
+    assert next(groups, None) is None
+
+
 def test_429_storm_is_ridden_out(server):
     admin_post(server, "config", {"calls_per_minute": 1200, "rate_window_s": 1.0})  # 20 calls per second
     client = fast_client(server, calls_per_minute=100_000, max_retries=10, backoff_max=0.5)
