@@ -7,7 +7,11 @@ Steps: generate the data (skip with --no-generate), run ours as a full refresh (
 250 prefixes, detection then sync), copy the result so the old job has rows to update, run the old job
 (thread pool over 3-character prefix batches; each batch fetches all 98 columns of every visit of its SSNs in
 the window with the full join, then updates PostgreSQL by VisitID one row at a time), then ours again with no
-source change, then after changing 1% of the visits (concentrated in 1% of the prefixes, and spread over all).
+source change, then after changing 1% of the visits: concentrated in 1% of the prefixes; spread over all
+prefixes in a column detection does not read (billing); spread over all prefixes in the times detection
+pairs on. Those are engine figures (the assets' functions called directly). Then the same through Dagster
+(bench/conflict_dagster.py): a full refresh as 4 range runs, a sensor tick with no source change, and a
+spread 1% time change picked up by a sensor tick and run in the ranges it requests.
 The old job runs on a random sample of batches by default and is extrapolated linearly (printed as such).
 It works in its own databases (PostgreSQL ``conflict_bench``, warehouse ``CONFLICT_BENCH``), never on dev
 data. Nothing printed carries an SSN.
@@ -19,6 +23,7 @@ import argparse
 import datetime as dt
 import os
 import random
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,13 +32,14 @@ from contextlib import contextmanager
 import psycopg
 
 from conflict_assets.columns import COLUMNS, NAMES
-from conflict_assets.detection import RESULT_TABLE, STATE_TABLE, detect, ensure_tables
+from conflict_assets.detection import detect, reset_tables
 from conflict_assets.generate import generate
 from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
 from conflict_assets.postgres_schema import setup_postgres
 from conflict_assets.source_schema import visit_rows_sql
 from conflict_assets.sync import _column_values, sync
 from resources.postgres import PostgresResource, postgres_from_env
+from resources.settings import PROJECT_ROOT
 from resources.warehouse import warehouse_from_env
 
 OLD_TABLE = "bench_old_conflictvisitmaps"
@@ -96,24 +102,24 @@ def run_ours(warehouse, postgres, as_of: dt.date) -> dict:
     counter = Counter()
     wh = CountingWarehouse(warehouse, counter)
     totals = {"rows_fetched": 0, "rows_written": 0, "rows_compared": 0, "prefixes_skipped": 0}
+    found = {"visits_repaired": 0, "conflict_rows_written": 0}
     started = time.monotonic()
     setup_postgres(postgres)
     for lo in range(0, len(PREFIXES), PARTITIONS_PER_RUN):
         prefixes = PREFIXES[lo:lo + PARTITIONS_PER_RUN]
         with wh.get_connection() as conn:
-            detect(conn.cursor(), prefixes, as_of)
+            detected = detect(conn.cursor(), prefixes, as_of)
         result = sync(wh, postgres, prefixes, as_of)
         for key in totals:
             totals[key] += result[key]
-    return {**totals, "seconds": time.monotonic() - started, "warehouse_queries": counter.n}
+        for key in found:
+            found[key] += detected[key]
+    return {**totals, **found, "seconds": time.monotonic() - started, "warehouse_queries": counter.n}
 
 
 def reset_ours(warehouse, postgres) -> None:
     with warehouse.get_connection() as conn:
-        cur = conn.cursor()
-        ensure_tables(cur)
-        cur.execute(f"DELETE FROM {RESULT_TABLE}")
-        cur.execute(f"DELETE FROM {STATE_TABLE}")
+        reset_tables(conn.cursor())
     with postgres.connection() as conn:
         conn.execute("DROP TABLE IF EXISTS public.conflictvisitmaps, public.conflict_sync_state CASCADE")
     setup_postgres(postgres)
@@ -173,15 +179,22 @@ def run_old(warehouse, postgres, as_of: dt.date, workers: int, sample: int | Non
     return stats
 
 
-def change_visits(warehouse, where: str) -> int:
+BILLING = "BILLED_RATE = COALESCE(BILLED_RATE, 0) + 1"
+# 90 minutes later: moves overlaps and travel gaps, often across midnight for evening visits
+TIMES = ", ".join(f"{c} = DATEADD(minute, 90, {c})" for c in ("SCH_START", "SCH_END", "VISIT_START", "VISIT_END",
+                                                              "EVV_START", "EVV_END"))
+
+
+def change_visits(warehouse, where: str, assignments: str = BILLING) -> int:
     with warehouse.get_connection() as conn:
         cur = conn.cursor()
-        cur.execute(f"UPDATE VISITS.VISITS SET BILLED_RATE = COALESCE(BILLED_RATE, 0) + 1 WHERE {where}")
+        cur.execute(f"UPDATE VISITS.VISITS SET {assignments} WHERE {where}")
         return int(cur.fetchone()[0])
 
 
 def _line(label: str, seconds: float, queries, fetched, written, extra: str = "") -> None:
-    print(f"{label:<44} {seconds:>9.1f} s {queries:>10,.0f} {fetched:>13,.0f} {written:>12,.0f}  {extra}")
+    q = f"{queries:>10,.0f}" if isinstance(queries, (int, float)) else f"{queries:>10}"
+    print(f"{label:<52} {seconds:>9.1f} s {q} {fetched:>13,.0f} {written:>12,.0f}  {extra}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--old-sample", type=int, default=24,
                         help="old job: batches to run, extrapolated linearly (0 = all 1,000)")
     parser.add_argument("--warehouse-database", default="CONFLICT_BENCH")
+    parser.add_argument("--no-dagster", action="store_true", help="skip the end-to-end legs through Dagster")
     opts = parser.parse_args(argv)
     os.environ["SNOWFLAKE_DATABASE"] = opts.warehouse_database
     warehouse, postgres = warehouse_from_env(), bench_postgres()
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
             counts = generate(conn.cursor(), opts.scale, opts.seed, opts.as_of)
         print(f"generated {counts['VISITS']:,} visit rows for {opts.scale:,} caregivers "
               f"in {time.monotonic() - began:.0f} s")
-    print(f"{'step':<44} {'wall':>11} {'wh queries':>10} {'rows fetched':>13} {'rows written':>12}")
+    print(f"{'step':<52} {'wall':>11} {'wh queries':>10} {'rows fetched':>13} {'rows written':>12}")
 
     reset_ours(warehouse, postgres)
     full = run_ours(warehouse, postgres, opts.as_of)
@@ -232,10 +246,46 @@ def main(argv: list[str] | None = None) -> None:
     local = run_ours(warehouse, postgres, opts.as_of)
     _line(f"new: {changed:,} visits changed in 1% of prefixes", local["seconds"], local["warehouse_queries"],
           local["rows_fetched"], local["rows_written"])
-    changed = change_visits(warehouse, "APP_VISIT_ID % 100 = 0")
-    spread = run_ours(warehouse, postgres, opts.as_of)
-    _line(f"new: {changed:,} visits (1%) changed, all prefixes", spread["seconds"], spread["warehouse_queries"],
-          spread["rows_fetched"], spread["rows_written"])
+    for label, where, what in (("billing", "APP_VISIT_ID % 100 = 0", BILLING),
+                               ("times +90 min", "APP_VISIT_ID % 100 = 1", TIMES)):
+        changed = change_visits(warehouse, where, what)
+        spread = run_ours(warehouse, postgres, opts.as_of)
+        _line(f"new: {changed:,} visits (1%) all prefixes, {label}", spread["seconds"], spread["warehouse_queries"],
+              spread["rows_fetched"], spread["rows_written"], f"({spread['visits_repaired']:,} visits re-paired, "
+              f"{spread['conflict_rows_written']:,} conflict rows rewritten in the warehouse)")
+    full_seconds = full["seconds"]
+    print(f"spread 1% (times) / full refresh: {spread['seconds'] / full_seconds:.0%}")
+    if not opts.no_dagster:
+        dagster_legs(warehouse, postgres, opts, old)
+
+
+def dagster_legs(warehouse, postgres, opts, old: dict) -> None:
+    """End to end through Dagster, in an instance of the bench's own."""
+    import dagster as dg
+
+    from bench import conflict_dagster as legs
+
+    home = PROJECT_ROOT / ".data" / "bench" / "conflict" / "dagster_home"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["CONFLICT_AS_OF"] = opts.as_of.isoformat()
+    resources = {"warehouse": warehouse, "postgres": postgres}
+    reset_ours(warehouse, postgres)
+    with dg.DagsterInstance.get() as instance:
+        full = legs.backfill(instance, resources)
+        _line("dagster: full refresh, 4 range runs", full["seconds"], "-", full["rows_fetched"],
+              full["rows_written"], "(rows fetched/written by the sync; detection stays in the warehouse)")
+        print(f"speed-up end to end: {old['seconds_full'] / full['seconds']:.1f}x")
+        seconds, requests, cursor = legs.sensor_tick(instance, resources)
+        _line("dagster: sensor tick, no source change", seconds, 1, 0, 0, f"({len(requests)} runs requested)")
+        rerun = legs.backfill(instance, resources)
+        _line("dagster: rerun, 4 range runs, no source change", rerun["seconds"], "-", rerun["rows_fetched"],
+              rerun["rows_written"])
+        changed = change_visits(warehouse, "APP_VISIT_ID % 100 = 2", TIMES)
+        after = legs.sensor_then_runs(instance, resources, cursor)
+        _line(f"dagster: {changed:,} visits (1%) times, tick + runs", after["seconds"], "-", after["rows_fetched"],
+              after["rows_written"], f"({after['runs']} runs; tick {after['tick_seconds']:.1f} s)")
 
 
 if __name__ == "__main__":
