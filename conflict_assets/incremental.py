@@ -32,18 +32,20 @@ LOG_RETENTION_MS = 7 * 86_400_000  # a sync further behind than this compares it
 def _sql(prefixes: list[str], as_of: dt.date, params: DetectionParams) -> str:
     h, hs = row_hashes()
     fields = [n for n in STATE_NAMES if n != "NEXT_ID"]
-    chg = "SELECT PREFIX || VISIT_ID FROM CF_CHG"
     touched_rows = visit_rows_sql(prefixes, as_of, detection_select(),
                                   extra="v.VISIT_ID IN (SELECT VISIT_ID FROM CF_TOUCH WHERE PRESENT)")
     sql = (sql_file("incremental.sql")
            .replace("{visit_rows_touched}", touched_rows)
            .replace("{visit_state}", sql_file("visit_state.sql"))
            .replace("{travel_pairs}", travel_pairs(
-               "CF_AFTER", f"PREFIX || VISIT_ID IN ({chg}) OR PREFIX || NEXT_ID IN ({chg})"))
+               "(SELECT a.* FROM CF_AFTER a LEFT JOIN CF_CHG c ON c.PREFIX = a.PREFIX AND c.VISIT_ID = a.VISIT_ID "
+               "LEFT JOIN CF_CHG n ON n.PREFIX = a.PREFIX AND n.VISIT_ID = a.NEXT_ID "
+               "WHERE c.VISIT_ID IS NOT NULL OR n.VISIT_ID IS NOT NULL) s"))
            .replace("{result_rows}", result_rows("CF_OVERLAPS", "CF_TRAVEL"))
            .replace("{same_detection_fields}",
                     " AND ".join(f"n.{c} IS NOT DISTINCT FROM o.{c}" for c in DETECTION_FIELDS))
            .replace("{n_fields}", ", ".join(f"n.{c}" for c in fields))
+           .replace("{s_fields}", ", ".join(f"s.{c}" for c in fields))
            .replace("{fields}", ", ".join(fields))
            .replace("{h}", h).replace("{hs}", hs)
            .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
@@ -51,6 +53,7 @@ def _sql(prefixes: list[str], as_of: dt.date, params: DetectionParams) -> str:
            .replace("{visit_prefix_filter}", prefix_filter(prefixes))
            .replace("{visit_state_table}", VISIT_STATE)
            .replace("{result_table}", RESULT_TABLE)
+           .replace("{fs}", prefix_filter(prefixes, "s.PREFIX"))
            .replace("{f}", prefix_filter(prefixes, "PREFIX")))
     return fill(sql, params)
 
@@ -89,12 +92,12 @@ def _batch(cursor, prefixes: list[str], current: dict, basis: str, as_of: dt.dat
     names = ", ".join(STATE_NAMES)
     cursor.execute("BEGIN")
     try:
-        cursor.execute(f"DELETE FROM {RESULT_TABLE} WHERE {f} AND PREFIX || CONFLICTID || VISIT_ID IN "
-                       "(SELECT PREFIX || CONFLICTID || VISIT_ID FROM CF_DEL)")
+        cursor.execute(f"DELETE FROM {RESULT_TABLE} USING CF_DEL WHERE {RESULT_TABLE}.PREFIX = CF_DEL.PREFIX "
+                       f"AND {RESULT_TABLE}.CONFLICTID = CF_DEL.CONFLICTID AND {RESULT_TABLE}.VISIT_ID = CF_DEL.VISIT_ID")
         cursor.execute(f"INSERT INTO {RESULT_TABLE} SELECT PREFIX, CONFLICTID, CONFLICT_TYPE, VISIT_ID, OTHER_VISIT_ID, "
                        "OVERLAP_SECONDS, GAP_SECONDS, DISTANCE_KM, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM CF_ADD")
-        cursor.execute(f"DELETE FROM {VISIT_STATE} WHERE {f} AND PREFIX || VISIT_ID IN "
-                       "(SELECT PREFIX || VISIT_ID FROM CF_TOUCH UNION SELECT PREFIX || VISIT_ID FROM CF_STATE_NEW)")
+        cursor.execute(f"DELETE FROM {VISIT_STATE} USING CF_STATE_KEYS WHERE {VISIT_STATE}.PREFIX = CF_STATE_KEYS.PREFIX "
+                       f"AND {VISIT_STATE}.VISIT_ID = CF_STATE_KEYS.VISIT_ID")
         cursor.execute(f"INSERT INTO {VISIT_STATE} ({names}) SELECT {names} FROM CF_STATE_NEW")
         cursor.execute(f"INSERT INTO {CHANGES_TABLE} SELECT l.PREFIX, s.column2, l.VISIT_ID FROM CF_LOG l "
                        f"JOIN (SELECT column1, column2 FROM VALUES {prefix_values([(r[0], r[5]) for r in rows])}) s "

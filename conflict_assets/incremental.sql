@@ -1,7 +1,9 @@
 -- Incremental detection for changed prefixes whose per-visit state (VISIT_STATE) is valid: find the visits
 -- that changed, re-pair only those, and stage exactly the result, state and change-log rows that differ.
 -- Nothing here writes a permanent table; incremental.py applies the staged rows in one transaction.
--- Keys are PREFIX || VISIT_ID strings: one-column IN (...) works the same on both engines.
+-- Row sets are matched by equi-joins on (PREFIX, VISIT_ID) (semi/anti-joins written as joins: the same plan on
+-- both engines, and no per-row key building over a prefix set's million state rows; the few result rows of
+-- a prefix set are matched by key strings).
 
 -- 1. Per-visit hashes of the prefixes' visits now (every copy of a VisitID counts), against the state.
 CREATE OR REPLACE TEMPORARY TABLE CF_NOW AS
@@ -25,13 +27,14 @@ WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2;
 -- 2. The touched visits' detection fields now (all their copies read, the latest kept) and as stored.
 CREATE OR REPLACE TEMPORARY TABLE CF_RAW AS
 SELECT r.* FROM ({visit_rows_touched}) r
-WHERE r.PREFIX || r.VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_TOUCH WHERE PRESENT);
+JOIN CF_TOUCH t ON t.PREFIX = r.PREFIX AND t.VISIT_ID = r.VISIT_ID AND t.PRESENT;
 
 {visit_state};
 
 CREATE OR REPLACE TEMPORARY TABLE CF_OLD AS
-SELECT * FROM {visit_state_table}
-WHERE {f} AND PREFIX || VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_TOUCH WHERE WAS);
+SELECT s.* FROM {visit_state_table} s
+JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID AND t.WAS
+WHERE {fs};
 
 -- 3. Visits whose detection fields changed, came or went: only pairs with one of them can change. A change
 --    in other columns (billing, names ...) reaches PostgreSQL through the change log without re-pairing.
@@ -56,13 +59,14 @@ SELECT x.*,
   LEAD(LON) OVER (PARTITION BY SSN, TRAVEL_OK ORDER BY E0, VISIT_ID) AS NEXT_LON,
   LEAD(PROVIDER_KEY) OVER (PARTITION BY SSN, TRAVEL_OK ORDER BY E0, VISIT_ID) AS NEXT_PROVIDER
 FROM (
-  SELECT {fields}, NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED FROM {visit_state_table}
-  WHERE {f} AND SSN IN (SELECT SSN FROM CF_SSNS)
-    AND PREFIX || VISIT_ID NOT IN (SELECT PREFIX || VISIT_ID FROM CF_TOUCH)
+  SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED FROM {visit_state_table} s
+  JOIN CF_SSNS g ON g.SSN = s.SSN
+  LEFT JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID
+  WHERE {fs} AND t.VISIT_ID IS NULL
   UNION ALL
   SELECT {n_fields}, o.NEXT_ID, TRUE FROM CF_VISITS n
+  JOIN CF_SSNS g ON g.SSN = n.SSN
   LEFT JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
-  WHERE n.SSN IN (SELECT SSN FROM CF_SSNS)
 ) x;
 
 -- visits whose successor changed, and the changed visits: a travel pair can only differ if one is in here
@@ -78,10 +82,11 @@ SELECT DISTINCT PREFIX, IFF(X < Y, X, Y) AS A_ID, IFF(X < Y, Y, X) AS B_ID, OVER
 FROM (
   SELECT a.PREFIX, a.VISIT_ID AS X, b.VISIT_ID AS Y, {overlap_seconds} AS OVERLAP_SECONDS
   FROM CF_AFTER a
+  JOIN CF_DET c ON c.PREFIX = a.PREFIX AND c.VISIT_ID = a.VISIT_ID
   JOIN (SELECT column1 AS K FROM VALUES (-3), (-2), (-1), (0), (1), (2), (3)) d ON TRUE
   JOIN CF_AFTER b
     ON b.SSN = a.SSN AND b.BUCKET = a.BUCKET + d.K AND a.VISIT_ID <> b.VISIT_ID AND a.PROVIDER_KEY <> b.PROVIDER_KEY
-  WHERE a.OVERLAP_OK AND b.OVERLAP_OK AND a.PREFIX || a.VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_DET)
+  WHERE a.OVERLAP_OK AND b.OVERLAP_OK
     AND a.SP0 < b.SP1 + 86400 AND b.SP0 < a.SP1 + 86400
 ) o
 WHERE OVERLAP_SECONDS > {tolerance_seconds};
@@ -115,13 +120,17 @@ UNION SELECT PREFIX, VISIT_ID FROM CF_ADD
 UNION SELECT PREFIX, VISIT_ID FROM CF_TOUCH
   WHERE PREFIX || VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM {result_table} WHERE {f});
 
--- 9. New state rows: touched visits, and visits whose successor changed.
+-- 9. New state rows: touched visits, and visits whose successor changed; the keys they replace.
 CREATE OR REPLACE TEMPORARY TABLE CF_STATE_NEW AS
 SELECT {fields}, NEXT_ID FROM CF_AFTER WHERE TOUCHED OR NEXT_ID IS DISTINCT FROM OLD_NEXT
 UNION ALL
 SELECT {n_fields}, o.NEXT_ID FROM CF_VISITS n
 LEFT JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
-WHERE n.SSN NOT IN (SELECT SSN FROM CF_SSNS);
+LEFT JOIN CF_SSNS g ON g.SSN = n.SSN
+WHERE g.SSN IS NULL;
+
+CREATE OR REPLACE TEMPORARY TABLE CF_STATE_KEYS AS
+SELECT PREFIX, VISIT_ID FROM CF_TOUCH UNION SELECT PREFIX, VISIT_ID FROM CF_STATE_NEW;
 
 -- 10. Result rows per prefix and type after the update.
 CREATE OR REPLACE TEMPORARY TABLE CF_COUNTS AS
@@ -141,8 +150,9 @@ SELECT PREFIX, COUNT(*) AS VISITS,
   COUNT_IF(LAT IS NULL OR LON IS NULL) AS WITHOUT_GPS,
   COUNT_IF(SKEWED) AS CLOCK_SKEW
 FROM (
-  SELECT PREFIX, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM {visit_state_table}
-  WHERE {f} AND PREFIX || VISIT_ID NOT IN (SELECT PREFIX || VISIT_ID FROM CF_TOUCH)
+  SELECT s.PREFIX, s.COPIES, s.S_OK, s.A_OK, s.A_PRESENT, s.IS_MISSED, s.LAT, s.LON, s.SKEWED
+  FROM {visit_state_table} s LEFT JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID
+  WHERE {fs} AND t.VISIT_ID IS NULL
   UNION ALL
   SELECT PREFIX, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM CF_VISITS
 ) x GROUP BY PREFIX
