@@ -17,8 +17,9 @@ BENCH_ROOT = PROJECT_ROOT / ".data" / "bench"
 
 
 @contextmanager
-def fresh_environment(name: str, latency_ms: float = 0, calls_per_minute: int = 3000):
-    """Point every resource at a new empty data folder and fresh embedded services; stop them after."""
+def fresh_environment(name: str, latency_ms: float = 0, calls_per_minute: int = 3000, warehouse_latency_ms: float = 0):
+    """Point every resource at a new empty data folder and fresh embedded services; stop them after.
+    ``latency_ms``: the offline FMP server's per call; ``warehouse_latency_ms``: the emulator's per statement."""
     root = BENCH_ROOT / name
     shutil.rmtree(root, ignore_errors=True)
     saved = dict(os.environ)
@@ -30,6 +31,7 @@ def fresh_environment(name: str, latency_ms: float = 0, calls_per_minute: int = 
         "FMP_OFFLINE_LATENCY_MS": str(latency_ms),
         "FMP_OFFLINE_CALLS_PER_MINUTE": str(calls_per_minute),
         "FMP_CALLS_PER_MINUTE": str(calls_per_minute),
+        "SNOWFLAKE_EMULATOR_LATENCY_MS": str(warehouse_latency_ms),
     })
     for var in ("SNOWFLAKE_ACCOUNT", "FMP_API_KEY", "FMP_BASE_URL"):
         os.environ.pop(var, None)

@@ -8,12 +8,13 @@ Run directly: ``python -m resources.snowflake_emulator --port N --db-dir DIR``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 from pathlib import Path
 
 from resources.local_service import ensure_service, stop_service
-from resources.settings import data_dir, env_int
+from resources.settings import data_dir, env_float, env_int
 
 DEFAULT_PORT = 47651
 
@@ -71,12 +72,18 @@ def _app(server):
 
     Without one the connector's close() gives up before logging out, so sessions (and their
     DuckDB cursors) would pile up in the server and the client's HTTP pool would stay open.
+
+    ``SNOWFLAKE_EMULATOR_LATENCY_MS`` (default 0) delays every login and statement by that much, as a
+    remote warehouse's round trip and per-statement overhead do (the benchmarks use it so that
+    row-by-row and bulk designs pay what they would pay on Snowflake per statement).
     """
+    latency = env_float("SNOWFLAKE_EMULATOR_LATENCY_MS", 0.0) / 1000
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     async def login(request):
+        await asyncio.sleep(latency)
         response = await server.login_request(request)
         body = json.loads(response.body)
         if body.get("success"):
@@ -87,6 +94,7 @@ def _app(server):
         # fakesnow answers a statement it fails on (e.g. DuckDB's write-write conflict between two
         # transactions) with HTTP 500, which the connector retries forever; Snowflake answers a
         # failed statement with an error body, so the caller gets an error it can act on.
+        await asyncio.sleep(latency)
         response = await server.query_request(request)
         if response.status_code < 500:
             return response

@@ -59,6 +59,7 @@ from financial_assets.raw.plan import (
     make_plan,
     quote_candidates,
     read_state,
+    read_universe,
 )
 from financial_assets.raw.schema import (
     FETCH_LOG,
@@ -69,7 +70,7 @@ from financial_assets.raw.schema import (
     ensure_tables,
 )
 from financial_assets.raw.universe import UNIVERSE_KEY, statement_symbol
-from financial_assets.symbols import in_list, is_symbol
+from financial_assets.symbols import is_symbol
 from resources.fmp import FMPResource
 from resources.retry import network_retry_policy
 from resources.warehouse import Warehouse
@@ -148,12 +149,12 @@ class RawRun:
         with self.warehouse.get_connection() as conn:
             cur = conn.cursor()
             ensure_tables(cur)
-            universe = {r[0]: r[1] for r in cur.execute(
-                f"SELECT SYMBOL, STATEMENT_SYMBOL FROM FMP_RAW.UNIVERSE WHERE SYMBOL IN {in_list(self.symbols)}"
-            ).fetchall()}
-            self.company_of = {s: universe.get(s) or statement_symbol(s) for s in self.symbols}
+            universe = read_universe(cur, self.symbols)
+            self.company_of = {s: universe.get(s, (None,))[0] or statement_symbol(s) for s in self.symbols}
             companies = set(self.company_of.values()) if self.kinds else set()
-            self.state: WarehouseState = read_state(cur, set(self.symbols), companies, self.kinds)
+            if companies - set(universe):
+                universe.update(read_universe(cur, companies - set(universe)))
+            self.state: WarehouseState = read_state(cur, universe, set(self.symbols), companies, self.kinds)
         plan = make_plan(self.config, self.partitions, self.selected, self.kinds, self.state, self.now)
         for key in plan.invalid:
             self.notes.add("partition keys that are not ticker symbols (skipped)", key, repr(key))

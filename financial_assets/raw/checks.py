@@ -15,12 +15,11 @@ TRADING_DAYS_CHART = 252
 def key_check(cursor, table: Table, symbols: set[str]) -> AssetCheckResult:
     keys = ", ".join(table.key)
     nulls = " OR ".join(f"{k} IS NULL" for k in table.key)
-    null_count = cursor.execute(f"SELECT COUNT(*) FROM {table.qualified} WHERE {nulls}").fetchone()[0]
-    dup_count = cursor.execute(
-        f"SELECT COUNT(*) FROM (SELECT {keys} FROM {table.qualified} WHERE SYMBOL IN {in_list(symbols)} "
-        f"GROUP BY {keys} HAVING COUNT(*) > 1)").fetchone()[0]
-    rows = cursor.execute(
-        f"SELECT COUNT(*) FROM {table.qualified} WHERE SYMBOL IN {in_list(symbols)}").fetchone()[0]
+    null_count, dup_count, rows = cursor.execute(
+        f"SELECT (SELECT COUNT(*) FROM {table.qualified} WHERE {nulls}), "
+        f"(SELECT COUNT(*) FROM (SELECT {keys} FROM {table.qualified} WHERE SYMBOL IN {in_list(symbols)} "
+        f"GROUP BY {keys} HAVING COUNT(*) > 1)), "
+        f"(SELECT COUNT(*) FROM {table.qualified} WHERE SYMBOL IN {in_list(symbols)})").fetchone()
     return AssetCheckResult(
         check_name="keys_not_null_and_unique", asset_key=_key_of(table), passed=null_count == 0 and dup_count == 0,
         severity=AssetCheckSeverity.ERROR,

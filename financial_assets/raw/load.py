@@ -52,14 +52,15 @@ def _before_merge(table: Table) -> None:
 def stage(cursor, table: Table, frame: pd.DataFrame) -> Staged:
     """Bulk load ``frame`` into a temporary staging table shaped like ``table``; returns it staged."""
     staging = f"STG_{table.name}"
+    if frame.empty:  # nothing to merge: no statement at all (each one is a round trip on Snowflake)
+        return Staged(table, staging, 0)
     types = dict(table.columns)
     cols = ", ".join(f"{c} {types[c].replace(' NOT NULL', '')}" for c in table.column_names)
     cursor.execute(f"CREATE OR REPLACE TEMPORARY TABLE {staging} ({cols}, {SEQ} INT)")
     frame = frame.reindex(columns=table.column_names).copy()
     frame[SEQ] = range(len(frame))
     mapping = {c: (f"PARSE_JSON($1:{c})" if types.get(c) == "VARIANT" else f"$1:{c}") for c in frame.columns}
-    rows = bulk_load(cursor, staging, frame, mapping) if len(frame) else 0
-    return Staged(table, staging, rows)
+    return Staged(table, staging, bulk_load(cursor, staging, frame, mapping))
 
 
 def _deduplicated(table: Table, staging: str) -> str:

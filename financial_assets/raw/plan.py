@@ -90,10 +90,16 @@ class WarehouseState:
     latest_statement: dict[str, dict[str, LatestStatement]]  # kind -> symbol -> latest quarter
 
 
-def read_state(cursor, symbols: set[str], statement_symbols: set[str], kinds: list[StatementKind]) -> WarehouseState:
+def read_universe(cursor, symbols) -> dict[str, tuple[str | None, bool | None]]:
+    """symbol -> (statement symbol, is member) for the known ones."""
+    return {r[0]: (r[1], r[2]) for r in cursor.execute(
+        f"SELECT SYMBOL, STATEMENT_SYMBOL, IS_MEMBER FROM FMP_RAW.UNIVERSE WHERE SYMBOL IN {in_list(symbols)}"
+    ).fetchall()}
+
+
+def read_state(cursor, universe: dict, symbols: set[str], statement_symbols: set[str],
+               kinds: list[StatementKind]) -> WarehouseState:
     every = symbols | statement_symbols
-    universe = {r[0]: (r[1], r[2]) for r in cursor.execute(
-        f"SELECT SYMBOL, STATEMENT_SYMBOL, IS_MEMBER FROM FMP_RAW.UNIVERSE WHERE SYMBOL IN {in_list(every)}").fetchall()}
     checked = {(r[0], r[1]): _ts(r[2]) for r in cursor.execute(
         f"SELECT DATASET, SYMBOL, CHECKED_AT FROM {FETCH_LOG.qualified} WHERE SYMBOL IN {in_list(every)}").fetchall()}
     profile_fetched = {r[0]: _ts(r[1]) for r in cursor.execute(

@@ -180,19 +180,27 @@ REJECTED_ROWS = Table(
 ALL_TABLES = (UNIVERSE, COMPANY_PROFILES, DAILY_PRICES, *(k.table for k in STATEMENT_KINDS), FETCH_LOG, REJECTED_ROWS)
 
 
-def ensure_tables(cursor) -> list[str]:
-    """Create the FMP_RAW schema and tables if they do not exist, and add any column the code now
-    knows but an existing table lacks (a field list grown in a later release). Idempotent; returns
-    the columns added."""
-    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    for table in ALL_TABLES:
-        cursor.execute(table.ddl())
+def _existing_columns(cursor) -> dict[str, set[str]]:
     existing: dict[str, set[str]] = {}
     for table_name, column in cursor.execute(
         "SELECT TABLE_NAME, COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS "
         f"WHERE TABLE_SCHEMA = '{SCHEMA}'"
     ).fetchall():
         existing.setdefault(str(table_name).upper(), set()).add(str(column).upper())
+    return existing
+
+
+def ensure_tables(cursor) -> list[str]:
+    """Create the FMP_RAW schema and tables if they do not exist, and add any column the code now
+    knows but an existing table lacks (a field list grown in a later release). Idempotent; returns
+    the columns added. When everything exists this is one query (a statement is a round trip)."""
+    existing = _existing_columns(cursor)
+    if all(set(t.column_names) <= existing.get(t.name, set()) for t in ALL_TABLES):
+        return []
+    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    for table in ALL_TABLES:
+        if table.name not in existing:
+            cursor.execute(table.ddl())
     added = []
     for table in ALL_TABLES:
         have = existing.get(table.name)
