@@ -27,6 +27,8 @@ from pydantic import Field
 from pyrate_limiter import InMemoryBucket, Limiter, Rate
 from requests.adapters import HTTPAdapter
 
+from resources.settings import resolved
+
 log = logging.getLogger(__name__)
 
 FMP_BASE_URL = "https://financialmodelingprep.com"
@@ -468,12 +470,6 @@ def shared_client(base_url: str, api_key: str, **settings: Any) -> FMPClient:
         return client
 
 
-def _resolved(value: Any) -> Any:
-    """The value of an unresolved ``dg.EnvVar`` when the resource is used outside a Dagster run."""
-    getter = getattr(value, "get_value", None)
-    return getter() if callable(getter) else value
-
-
 class FMPResource(dg.ConfigurableResource):
     """Financial Modeling Prep access. Without an API key it uses the offline FMP server, started
     on first use. Build it with ``FMPResource.from_env()`` so the key stays an ``EnvVar``."""
@@ -508,8 +504,8 @@ class FMPResource(dg.ConfigurableResource):
         return cls(**config)
 
     def get_client(self) -> FMPClient:
-        api_key = _resolved(self.api_key) or None
-        base_url = _resolved(self.base_url) or None
+        api_key = resolved(self.api_key) or None
+        base_url = resolved(self.base_url) or None
         if base_url is None:
             if api_key:
                 base_url = FMP_BASE_URL
@@ -524,9 +520,9 @@ class FMPResource(dg.ConfigurableResource):
         return shared_client(
             base_url,
             api_key,
-            calls_per_minute=int(_resolved(self.calls_per_minute)),
-            max_workers=int(_resolved(self.max_workers)),
-            connect_timeout=float(_resolved(self.connect_timeout)),
-            read_timeout=float(_resolved(self.read_timeout)),
-            max_retries=int(_resolved(self.max_retries)),
+            calls_per_minute=int(resolved(self.calls_per_minute)),
+            max_workers=int(resolved(self.max_workers)),
+            connect_timeout=float(resolved(self.connect_timeout)),
+            read_timeout=float(resolved(self.read_timeout)),
+            max_retries=int(resolved(self.max_retries)),
         )

@@ -13,7 +13,7 @@ from dagster import ConfigurableResource, EnvVar
 from psycopg_pool import ConnectionPool
 from pydantic import Field
 
-from resources.settings import data_dir
+from resources.settings import data_dir, resolved
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -34,8 +34,7 @@ class PostgresResource(ConfigurableResource):
     @property
     def dsn(self) -> str:
         """The connection URL, also when the resource is used outside a run with an unresolved EnvVar."""
-        getter = getattr(self.url, "get_value", None)
-        return getter() if getter else self.url
+        return resolved(self.url)
 
     def _pool(self) -> ConnectionPool:
         key = (self.dsn, self.application_name, self.connect_timeout_s, self.statement_timeout_ms,

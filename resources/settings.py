@@ -25,6 +25,13 @@ def env_float(name: str, default: float) -> float:
     return float(raw) if raw not in (None, "") else default
 
 
+def resolved(value):
+    """The value of a ``dg.EnvVar`` left unresolved because a resource is used outside a Dagster run
+    (sensors, the benchmarks, tests); any other value as it is."""
+    getter = getattr(value, "get_value", None)
+    return getter() if callable(getter) else value
+
+
 def sensors_default_status():
     """Sensors run by default; PLATFORM_SENSORS_DEFAULT=stopped starts them stopped (staging, UI tests),
     to be turned on from the UI. A status set in the UI always wins over this default."""
