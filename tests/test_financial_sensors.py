@@ -37,6 +37,11 @@ def test_one_range_run_per_session_and_the_cursor_stops_repeats():
     assert run.tags[ASSET_PARTITION_RANGE_START_TAG] == "AAPL"
     assert run.tags[ASSET_PARTITION_RANGE_END_TAG] == "MSFT"
     assert set(run.asset_selection) == set(DAILY_REFRESH_KEYS)
+    # the run config (a seventh of the profiles per day) is valid for the raw op
+    from financial_assets.definitions import defs
+
+    dg.validate_run_config(defs.resolve_implicit_global_asset_job_def(), run.run_config)
+    assert run.run_config["ops"]["fmp_raw_symbols"]["config"] == {"profile_max_age_days": 7}
     # the same session is never requested twice, a holiday brings nothing new, the next session does
     assert isinstance(market_refresh(utc("2026-11-25T09:00"), result.cursor, KEYS), dg.SkipReason)
     thanksgiving = market_refresh(utc("2026-11-26T23:00"), "2026-11-25", KEYS)
