@@ -251,7 +251,7 @@ def _detect_batch(cursor, prefixes: list[str], as_of: dt.date, params: Detection
     """Run detection.sql for one batch: leaves the batch's conflict rows in CF_RESULT and its per-visit state
     in CF_SEQ, adds bad-input counts."""
     sql = (sql_file("detection.sql")
-           .replace("{visit_rows}", visit_rows_sql(prefixes, as_of, detection_select()))
+           .replace("{visit_rows}", visit_rows_sql(prefixes, as_of, detection_select(), dimensions=False))
            .replace("{visit_state}", sql_file("visit_state.sql"))
            .replace("{travel_pairs}", travel_pairs("CF_SEQ"))
            .replace("{result_rows}", result_rows("CF_OVERLAPS", "CF_TRAVEL")))

@@ -33,7 +33,8 @@ def _sql(prefixes: list[str], as_of: dt.date, params: DetectionParams) -> str:
     h, hs = row_hashes()
     fields = [n for n in STATE_NAMES if n != "NEXT_ID"]
     touched_rows = visit_rows_sql(prefixes, as_of, detection_select(),
-                                  extra="v.VISIT_ID IN (SELECT VISIT_ID FROM CF_TOUCH WHERE PRESENT)")
+                                  extra="v.VISIT_ID IN (SELECT VISIT_ID FROM CF_TOUCH WHERE PRESENT)",
+                                  dimensions=False)
     sql = (sql_file("incremental.sql")
            .replace("{visit_rows_touched}", touched_rows)
            .replace("{visit_state}", sql_file("visit_state.sql"))

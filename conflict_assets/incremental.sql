@@ -5,21 +5,21 @@
 -- both engines, and no per-row key building over a prefix set's million state rows; the few result rows of
 -- a prefix set are matched by key strings).
 
--- 1. Per-visit hashes of the prefixes' visits now (every copy of a VisitID counts), against the state.
-CREATE OR REPLACE TEMPORARY TABLE CF_NOW AS
-SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, CAST(SUM({h} % {p1}) AS BIGINT) AS H1,
-  CAST(SUM({hs} % {p2}) AS BIGINT) AS H2
-FROM VISITS.VISITS v
-JOIN VISITS.CAREGIVERS c ON c.CAREGIVER_KEY = v.CAREGIVER_KEY
-WHERE v.VISIT_DATE BETWEEN DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}'))
-  AND c.SSN IS NOT NULL AND {visit_prefix_filter}
-GROUP BY 1, 2;
-
--- added (not in the state), removed (deleted, out of the window, moved to another SSN prefix) or changed
+-- 1. Per-visit hashes of the prefixes' visits now (every copy of a VisitID counts), against the state:
+--    added (not in the state), removed (deleted, out of the window, moved to another SSN prefix) or changed.
 CREATE OR REPLACE TEMPORARY TABLE CF_TOUCH AS
+WITH n AS (
+  SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, CAST(SUM({h} % {p1}) AS BIGINT) AS H1,
+    CAST(SUM({hs} % {p2}) AS BIGINT) AS H2
+  FROM VISITS.VISITS v
+  JOIN VISITS.CAREGIVERS c ON c.CAREGIVER_KEY = v.CAREGIVER_KEY
+  WHERE v.VISIT_DATE BETWEEN DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}'))
+    AND c.SSN IS NOT NULL AND {visit_prefix_filter}
+  GROUP BY 1, 2
+)
 SELECT COALESCE(n.PREFIX, s.PREFIX) AS PREFIX, COALESCE(n.VISIT_ID, s.VISIT_ID) AS VISIT_ID,
   n.VISIT_ID IS NOT NULL AS PRESENT, s.VISIT_ID IS NOT NULL AS WAS
-FROM CF_NOW n
+FROM n
 FULL OUTER JOIN (SELECT PREFIX, VISIT_ID, H1, H2 FROM {visit_state_table} WHERE {f}) s
   ON s.PREFIX = n.PREFIX AND s.VISIT_ID = n.VISIT_ID
 WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2;

@@ -53,9 +53,13 @@ def prefix_filter(prefixes: list[str], column: str = "c.SSN") -> str:
     return f"LEFT({column}, 3) IN ({', '.join(repr(p) for p in prefixes)})"
 
 
-def visit_rows_sql(prefixes: list[str], as_of: dt.date, select: str | None = None, extra: str = "") -> str:
-    """The visit-row query for ``prefixes``; ``extra`` is an additional AND condition (e.g. a semi-join)."""
+def visit_rows_sql(prefixes: list[str], as_of: dt.date, select: str | None = None, extra: str = "",
+                   dimensions: bool = True) -> str:
+    """The visit-row query for ``prefixes``; ``extra`` is an additional AND condition (e.g. a semi-join).
+    ``dimensions=False`` drops the dimension joins: detection reads only visit and caregiver columns, and then
+    sees exactly the rows the per-visit hashes cover."""
     condition = prefix_filter(prefixes) + (f" AND {extra}" if extra else "")
-    return sql_file("visit_rows.sql").format(
-        select=select or select_list(), as_of=as_of.isoformat(), prefix_filter=condition
-    )
+    sql = sql_file("visit_rows.sql")
+    if not dimensions:
+        sql = "\n".join(line for line in sql.splitlines() if not line.startswith("LEFT JOIN VISITS."))
+    return sql.format(select=select or select_list(), as_of=as_of.isoformat(), prefix_filter=condition)
