@@ -65,10 +65,6 @@ def detect_incremental(cursor, prefixes: list[str], current: dict, basis: str, a
         _batch(cursor, batch, current, basis, as_of, params, summary)
 
 
-def _count(cursor, table: str) -> int:
-    return int(cursor.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-
-
 def _batch(cursor, prefixes: list[str], current: dict, basis: str, as_of: dt.date, params: DetectionParams,
            summary: dict) -> None:
     run_statements(cursor, _sql(prefixes, as_of, params))
@@ -78,9 +74,12 @@ def _batch(cursor, prefixes: list[str], current: dict, basis: str, as_of: dt.dat
         counts[prefix] = counts.get(prefix, 0) + int(n)
         summary["time_overlap_conflicts" if ctype == "TIME_OVERLAP" else "travel_time_conflicts"] += int(n) // 2
     summary["conflict_rows"] += sum(counts.values())
-    summary["visits_changed"] += _count(cursor, "CF_TOUCH")
-    summary["visits_repaired"] += _count(cursor, "CF_DET")
-    summary["conflict_rows_written"] += _count(cursor, "CF_DEL") + _count(cursor, "CF_ADD")
+    touched, repaired, written = cursor.execute(
+        "SELECT (SELECT COUNT(*) FROM CF_TOUCH), (SELECT COUNT(*) FROM CF_DET), "
+        "(SELECT COUNT(*) FROM CF_DEL) + (SELECT COUNT(*) FROM CF_ADD)").fetchone()
+    summary["visits_changed"] += int(touched)
+    summary["visits_repaired"] += int(repaired)
+    summary["conflict_rows_written"] += int(written)
 
     seqs = stored_sequences(cursor, prefixes)
     cutoff = int(time.time() * 1000) - LOG_RETENTION_MS
