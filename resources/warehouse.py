@@ -82,8 +82,11 @@ def bulk_load(cursor, table: str, frame: pd.DataFrame, columns: dict[str, str] |
     if frame.empty:
         return 0
     columns = columns or {col: f"$1:{col}" for col in frame.columns}
-    # A temporary stage lives as long as the session, so no cleanup statement is needed.
-    cursor.execute(f"CREATE TEMPORARY STAGE IF NOT EXISTS {_STAGE}")
+    # A temporary stage lives as long as the session, so no cleanup statement is needed (and it is
+    # created once per connection: every statement is a round trip).
+    if not getattr(cursor.connection, "_bulk_load_stage", False):
+        cursor.execute(f"CREATE TEMPORARY STAGE IF NOT EXISTS {_STAGE}")
+        cursor.connection._bulk_load_stage = True
     with TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{uuid.uuid4().hex}.parquet"
         frame.to_parquet(path, index=False)

@@ -142,6 +142,7 @@ class RawRun:
         self.written: dict[str, int] = {}
         self.failures: dict[str, str] = {}
         self.company_of: dict[str, str] = {}
+        self.log_rows: list[dict] = []  # FETCH_LOG rows, merged with the last group's load
 
     # planning
 
@@ -216,9 +217,10 @@ class RawRun:
 
     # loading
 
-    def frames(self, bucket: str, results: dict) -> tuple[list[tuple[Table, Any]], list[dict]]:
-        """The group's tables to load (data tables first, the fetch log last) and its log rows."""
-        profile_rows, price_frames, rejects, log_rows = [], [], [], []
+    def frames(self, bucket: str, results: dict, last: bool) -> list[tuple[Table, Any]]:
+        """The group's tables to load; the last group also loads the whole run's fetch log (a run that
+        dies before it only makes the next run ask FMP again)."""
+        profile_rows, price_frames, rejects = [], [], []
         statement_frames: dict[str, list] = {k.kind: [] for k in self.kinds}
         for (_, symbol), result in results.items():
             if isinstance(result, Exception):
@@ -242,7 +244,7 @@ class RawRun:
                         "prices": ["prices", "prices:eod"] if result.get("eod") else ["prices"],
                         "profiles": ["profile"]}[bucket]
             for name in datasets:
-                log_rows.append({"DATASET": name, "SYMBOL": symbol, "CHECKED_AT": self.now,
+                self.log_rows.append({"DATASET": name, "SYMBOL": symbol, "CHECKED_AT": self.now,
                                  "STATUS": result["status"], "DETAIL": str(result.get("reason") or "")[:500]})
         frames: list[tuple[Table, Any]] = []
         if bucket == "profiles":
@@ -253,8 +255,10 @@ class RawRun:
             for kind in self.kinds:
                 frames.append((kind.table, _concat(statement_frames[kind.kind], normalize.statement_frame(kind, []))))
         frames.append((REJECTED_ROWS, normalize.rejected_frame(rejects)))
-        frames.append((FETCH_LOG, normalize._frame(log_rows, FETCH_LOG.column_names, timestamps=["CHECKED_AT"])))
-        return frames, log_rows
+        if last:
+            frames.append((FETCH_LOG, normalize._frame(self.log_rows, FETCH_LOG.column_names,
+                                                       timestamps=["CHECKED_AT"])))
+        return frames
 
     def load_and_check(self, keys: list[AssetKey], frames) -> tuple[dict[str, load.Written], list, Any]:
         with self.warehouse.get_connection() as conn:
@@ -317,9 +321,9 @@ def fmp_raw_symbols(context: AssetExecutionContext, config: RawFmpConfig, wareho
     groups = [(bucket, [k for k in keys if k in run.selected], items)
               for (bucket, keys), items in zip(GROUPS, run.groups(plan))]
     groups = [(bucket, keys, items) for bucket, keys, items in groups if keys]
-    for (bucket, keys, _), results in zip(groups, client.map_concurrent_groups(
-            lambda item: run.task(plan, item), [items for _, _, items in groups], config.max_workers)):
-        frames, _ = run.frames(bucket, results)
+    for number, ((bucket, keys, _), results) in enumerate(zip(groups, client.map_concurrent_groups(
+            lambda item: run.task(plan, item), [items for _, _, items in groups], config.max_workers))):
+        frames = run.frames(bucket, results, last=number == len(groups) - 1)
         written, check_results, chart = run.load_and_check(keys, frames)
         run.written.update({name: w.rows for name, w in written.items() if name not in (FETCH_LOG.name,)})
         seconds = time.monotonic() - started
