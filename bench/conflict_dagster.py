@@ -15,11 +15,12 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from conflict_assets.assets import conflictvisitmaps, visit_conflicts
 from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
 from conflict_assets.sensors import conflict_source_changes
+from resources.partition_runs import partition_range_tags
 
 
 def _materialize(instance, resources: dict, first: str, last: str) -> dict:
     result = dg.materialize([visit_conflicts, conflictvisitmaps], instance=instance, resources=resources,
-                            tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
+                            tags=partition_range_tags(first, last))
     if not result.success:
         raise RuntimeError("a benchmark run failed")
     meta = {e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}

@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from conflict_assets.detection import DetectionParams, ensure_tables, fingerprints, stored_fingerprints
 from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
 from conflict_assets.source_schema import as_of_date
+from resources.partition_runs import partition_range_tags
 from resources.settings import sensors_default_status
 from resources.warehouse import Warehouse
 
@@ -51,7 +51,7 @@ def source_change_requests(current: dict[str, str], recorded: dict[str, str], cu
         dg.RunRequest(
             run_key=f"conflicts-{state[:12]}-{first}-{last}",
             asset_selection=[DETECTION_KEY],
-            tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+            tags=partition_range_tags(first, last),
         )
         for first, last in contiguous_ranges(changed)
     ]
