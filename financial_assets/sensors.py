@@ -26,7 +26,9 @@ from resources.settings import sensors_default_status
 
 DAILY_REFRESH_KEYS = list(RAW_SYMBOL_KEYS)
 # profiles change slowly (name, sector, CEO...): a daily run refreshes the seventh whose turn it is
-DAILY_REFRESH_CONFIG = {"ops": {"fmp_raw_symbols": {"config": {"profile_max_age_days": 7}}}}
+# and only the partitions whose rows changed are materialized, so automation recomputes only them
+DAILY_REFRESH_CONFIG = {"ops": {"fmp_raw_symbols": {"config": {"profile_max_age_days": 7,
+                                                                "report_changed_only": True}}}}
 
 
 def range_run(keys: list[str], assets: list[dg.AssetKey], run_key: str, run_config: dict | None = None

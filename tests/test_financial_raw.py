@@ -19,13 +19,14 @@ from dagster._core.storage.tags import (
 )
 
 from financial_assets.raw import load, raw_asset_checks, raw_assets
-from financial_assets.raw.keys import PRICES_KEY, PROFILES_KEY
+from financial_assets.raw.keys import PRICES_KEY, PROFILES_KEY, RAW_SYMBOL_KEYS
 from financial_assets.raw.universe import UNIVERSE_KEY
 from resources.shared import shared_resources
 
 RAW_SELECTION = dg.AssetSelection.groups("fmp_raw") - dg.AssetSelection.assets(UNIVERSE_KEY)
 STATEMENT_TABLES = ("INCOME_STATEMENTS", "BALANCE_SHEETS", "CASH_FLOW_STATEMENTS")
 STATEMENT_KEY = "SYMBOL, PERIOD_END_DATE, PERIOD"
+CHANGED_ONLY = {"report_changed_only": True}  # as the daily refresh runs
 
 
 @pytest.fixture(scope="module")
@@ -178,13 +179,19 @@ def test_first_load_single_symbol_and_range_with_share_classes(instance, resourc
 
 def test_rerun_changes_nothing_and_makes_no_api_calls(instance, resources, warehouse, offline):
     before, calls = _table_counts(warehouse), _server_calls(resources)
-    result = _run(instance, resources, ["GOOG", "GOOGL"])
+    result = _run(instance, resources, ["GOOG", "GOOGL"], CHANGED_ONLY)
     assert result.success and _server_calls(resources) == calls
     assert result.get_asset_materialization_events() == []  # nothing changed: nothing to report downstream
     assert all(_checks(result).values()) and len(_checks(result)) == 7  # the checks still run
     assert _table_counts(warehouse) == before
+    # a run from the UI or a backfill reports every partition it was asked for, changed or not
+    plain = _run(instance, resources, ["GOOG", "GOOGL"])
+    assert {(e.asset_key.to_user_string(), e.partition) for e in plain.get_asset_materialization_events()} == {
+        (key.to_user_string(), symbol) for key in RAW_SYMBOL_KEYS for symbol in ("GOOG", "GOOGL")}
+    assert all(m["rows_written"] == 0 for m in _metadata(plain).values()) and _server_calls(resources) == calls
     # a due recheck probes once per company and finds nothing new: 1 statement call, no history refetch
-    rechecked = _run(instance, resources, ["GOOG", "GOOGL"], {"recheck_after_hours": 0, "statement_recheck_days": 0})
+    rechecked = _run(instance, resources, ["GOOG", "GOOGL"],
+                     {**CHANGED_ONLY, "recheck_after_hours": 0, "statement_recheck_days": 0})
     assert _server_calls(resources) == calls + 1  # profiles: at most daily; prices: no new day
     assert rechecked.get_asset_materialization_events() == []
     assert _table_counts(warehouse) == before
@@ -197,8 +204,8 @@ def test_only_changed_partitions_are_materialized(instance, resources, warehouse
     assert _run(instance, resources, pair, selection=statements).success
     offline(restated_symbols={"MMM": 1})
     try:
-        result = _run(instance, resources, pair, {"recheck_after_hours": 0, "statement_recheck_days": 0},
-                      selection=statements)
+        result = _run(instance, resources, pair,
+                      {**CHANGED_ONLY, "recheck_after_hours": 0, "statement_recheck_days": 0}, selection=statements)
     finally:
         offline(restated_symbols={})
     events = result.get_asset_materialization_events()
@@ -215,7 +222,7 @@ def test_only_changed_partitions_are_materialized(instance, resources, warehouse
             [*raw_assets, *raw_asset_checks, ttm], instance=instance, resources=resources,
             selection=statements | dg.AssetSelection.assets(ttm.key),
             tags={ASSET_PARTITION_RANGE_START_TAG: pair[0], ASSET_PARTITION_RANGE_END_TAG: pair[1]},
-            run_config={"ops": {"fmp_raw_symbols": {"config": {"recheck_after_hours": 0,
+            run_config={"ops": {"fmp_raw_symbols": {"config": {**CHANGED_ONLY, "recheck_after_hours": 0,
                                                                 "statement_recheck_days": 0}}}})
     finally:
         offline(restated_symbols={})
@@ -254,7 +261,7 @@ def test_restated_statement_replaces_the_old_values(instance, resources, warehou
     before_row, before_counts = _query(warehouse, latest)[0], _table_counts(warehouse)
     offline(restated_symbols={"BRK.B": 1})
     calls = _server_calls(resources)
-    quiet = _run(instance, resources, ["BRK.B"], {"recheck_after_hours": 0})
+    quiet = _run(instance, resources, ["BRK.B"], {**CHANGED_ONLY, "recheck_after_hours": 0})
     assert _server_calls(resources) == calls and quiet.get_asset_materialization_events() == []  # not even probed
     result = _run(instance, resources, ["BRK.B"], {"recheck_after_hours": 0, "statement_recheck_days": 0})
     meta = _metadata(result)
@@ -284,7 +291,7 @@ def test_killed_load_leaves_tables_as_before(instance, resources, warehouse, off
 def test_unknown_symbol_and_duplicate_periods_lose_nothing(instance, resources, warehouse, offline):
     instance.add_dynamic_partitions("sp500_symbols", ["ZZZZ.Q"])
     offline(duplicate_period_symbols=["AAPL"])
-    result = _run(instance, resources, ["ZZZZ.Q"])
+    result = _run(instance, resources, ["ZZZZ.Q"], CHANGED_ONLY)
     assert result.success and result.get_asset_materialization_events() == []
     assert any("unknown or delisted" in m for m in _messages(instance, result))
     calls = _server_calls(resources)
@@ -357,7 +364,7 @@ def test_symbol_removed_from_index_keeps_history_and_is_not_refreshed(instance, 
         conn.cursor().execute("UPDATE FMP_RAW.UNIVERSE SET IS_MEMBER = FALSE WHERE SYMBOL = 'GOOG'")
     try:
         calls = _server_calls(resources)
-        result = _run(instance, resources, ["GOOG"], {"force_refresh": True})
+        result = _run(instance, resources, ["GOOG"], {**CHANGED_ONLY, "force_refresh": True})
         assert _server_calls(resources) == calls
     finally:
         with warehouse.get_connection() as conn:

@@ -41,7 +41,8 @@ def test_one_range_run_per_session_and_the_cursor_stops_repeats():
     from financial_assets.definitions import defs
 
     dg.validate_run_config(defs.resolve_implicit_global_asset_job_def(), run.run_config)
-    assert run.run_config["ops"]["fmp_raw_symbols"]["config"] == {"profile_max_age_days": 7}
+    assert run.run_config["ops"]["fmp_raw_symbols"]["config"] == {"profile_max_age_days": 7,
+                                                                  "report_changed_only": True}
     # the same session is never requested twice, a holiday brings nothing new, the next session does
     assert isinstance(market_refresh(utc("2026-11-25T09:00"), result.cursor, KEYS), dg.SkipReason)
     thanksgiving = market_refresh(utc("2026-11-26T23:00"), "2026-11-25", KEYS)

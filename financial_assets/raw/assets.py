@@ -9,10 +9,11 @@ The fetch runs in groups (statements, prices, profiles): a group is loaded, chec
 as soon as its last request is back, while the later groups are still fetching, because the rate
 limit leaves the process idle most of a long run.
 
-What a run reports: an asset whose rows all changed, or that has dependents in the same run, is
-materialized for the whole partition range; otherwise only the partitions whose rows changed get a
-materialization, and an asset with no changed row gets none. So a daily refresh does not wake the
-dependents of data that did not change.
+What a run reports: every requested partition, as a backfill or a run from the UI expects. With
+``report_changed_only`` (the daily refresh sensor's runs), an asset whose rows all changed, or that has
+dependents in the same run, is materialized for the whole range; otherwise only the partitions whose
+rows changed get a materialization, and an asset with no changed row gets none. So the daily refresh
+does not wake the dependents of data that did not change.
 """
 
 
@@ -290,7 +291,7 @@ class RawRun:
 
     def report(self, key: AssetKey, written: load.Written, metadata: dict) -> Iterator[MaterializeResult]:
         changed = self.changed_partitions(key, written)
-        if changed >= set(self.symbols) or self.dependents_in_run(key):
+        if not self.config.report_changed_only or changed >= set(self.symbols) or self.dependents_in_run(key):
             yield MaterializeResult(asset_key=key, metadata=metadata)
         elif changed:
             for partition in sorted(changed):

@@ -59,6 +59,10 @@ class RawFmpConfig(Config):
     price_eod_recheck_days: float = Field(
         default=7.0, description="a ticker whose last day comes from FMP's batch quote is re-read from the EOD "
         "endpoint at most every N days, spread evenly over the days (quote bars converge to FMP's EOD bars)")
+    report_changed_only: bool = Field(
+        default=False, description="materialize only the partitions whose rows changed (the daily refresh: "
+        "automation then recomputes only them); off, every requested partition is materialized, as a "
+        "backfill or a run from the UI expects")
     max_workers: int | None = Field(default=None, description="threads for FMP calls (default: the client's)")
     allow_partial_failure: bool = Field(
         default=False, description="succeed even if some symbols failed after retries (they are reported)")
