@@ -15,8 +15,9 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
-from conflict_assets.pairs import overlap_seconds, result_rows, travel_pairs
+from conflict_assets.pairs import BAD_INPUT_COUNTS, overlap_seconds, result_rows, successor_columns, travel_pairs
 from conflict_assets.source_schema import prefix_filter, sql_file, table_columns, visit_rows_sql
+from resources.warehouse import transaction
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,8 @@ def _batches(changed: list[str], current: dict, limit: int = BATCH_VISITS) -> li
 
 def fill(sql: str, params: DetectionParams) -> str:
     return (sql.replace("{overlap_seconds}", overlap_seconds())
+            .replace("{successor_columns}", successor_columns())
+            .replace("{bad_input_counts}", BAD_INPUT_COUNTS)
             .replace("{tolerance_seconds}", repr(float(params.tolerance_minutes) * 60))
             .replace("{speed_kmh}", repr(float(params.speed_kmh)))
             .replace("{min_travel_km}", repr(float(params.min_travel_km))))
@@ -300,14 +303,9 @@ def _replace(cursor, changed: list[str], current: dict, rows_per_prefix: dict, b
     for p in changed:
         seq = next_seq(seqs.get(p, (0, 0))[0])
         rows.append((p, current[p][0], current[p][1], int(rows_per_prefix.get(p, 0)), basis, seq, seq))
-    cursor.execute("BEGIN")
-    try:
+    with transaction(cursor):
         cursor.execute(f"DELETE FROM {RESULT_TABLE} WHERE {prefix_filter(changed, 'PREFIX')}")
         cursor.execute(f"INSERT INTO {RESULT_TABLE} SELECT PREFIX, CONFLICTID, CONFLICT_TYPE, VISIT_ID, OTHER_VISIT_ID, "
                        "OVERLAP_SECONDS, GAP_SECONDS, DISTANCE_KM, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM CF_ALL")
         cursor.execute(f"DELETE FROM {CHANGES_TABLE} WHERE {prefix_filter(changed, 'PREFIX')}")
         write_prefix_state(cursor, rows)
-        cursor.execute("COMMIT")
-    except BaseException:
-        cursor.execute("ROLLBACK")
-        raise

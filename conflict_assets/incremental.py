@@ -24,6 +24,7 @@ from conflict_assets.detection import (
 )
 from conflict_assets.pairs import result_rows, travel_pairs
 from conflict_assets.source_schema import prefix_filter, sql_file, visit_rows_sql
+from resources.warehouse import transaction
 
 BATCH_VISITS = 1_500_000   # no pair join over all visits here, so a whole 250-prefix run fits one batch
 LOG_RETENTION_MS = 7 * 86_400_000  # a sync further behind than this compares its whole prefix instead
@@ -90,8 +91,7 @@ def _batch(cursor, prefixes: list[str], current: dict, basis: str, as_of: dt.dat
                      max(old_from, cutoff)))
     f = prefix_filter(prefixes, "PREFIX")
     names = ", ".join(STATE_NAMES)
-    cursor.execute("BEGIN")
-    try:
+    with transaction(cursor):
         cursor.execute(f"DELETE FROM {RESULT_TABLE} USING CF_DEL WHERE {RESULT_TABLE}.PREFIX = CF_DEL.PREFIX "
                        f"AND {RESULT_TABLE}.CONFLICTID = CF_DEL.CONFLICTID AND {RESULT_TABLE}.VISIT_ID = CF_DEL.VISIT_ID")
         cursor.execute(f"INSERT INTO {RESULT_TABLE} SELECT PREFIX, CONFLICTID, CONFLICT_TYPE, VISIT_ID, OTHER_VISIT_ID, "
@@ -104,7 +104,3 @@ def _batch(cursor, prefixes: list[str], current: dict, basis: str, as_of: dt.dat
                        "ON s.column1 = l.PREFIX")
         cursor.execute(f"DELETE FROM {CHANGES_TABLE} WHERE {f} AND SEQ <= {cutoff}")
         write_prefix_state(cursor, rows)
-        cursor.execute("COMMIT")
-    except BaseException:
-        cursor.execute("ROLLBACK")
-        raise

@@ -17,6 +17,25 @@ def overlap_seconds() -> str:
     return "GREATEST(" + ", ".join(parts) + ")"
 
 
+def successor_columns() -> str:
+    """Each visit's successor in its caregiver's sequence of travel-usable visits (by effective start, then
+    VisitID): NEXT_ID (NULL for an unusable visit), NEXT_E0, NEXT_LAT, NEXT_LON, NEXT_PROVIDER."""
+    window = "OVER (PARTITION BY SSN, TRAVEL_OK ORDER BY E0, VISIT_ID)"
+    nexts = [f"LEAD({column}) {window} AS NEXT_{name}"
+             for column, name in (("E0", "E0"), ("LAT", "LAT"), ("LON", "LON"), ("PROVIDER_KEY", "PROVIDER"))]
+    return ",\n  ".join([f"IFF(TRAVEL_OK, LEAD(VISIT_ID) {window}, NULL) AS NEXT_ID", *nexts])
+
+
+# Bad-input counts over rows carrying the per-visit detection fields (warnings, never silent drops).
+BAD_INPUT_COUNTS = """COUNT(*) AS VISITS,
+  COUNT_IF(COPIES > 1) AS DUPLICATE_VISIT_IDS,
+  COUNT_IF(NOT S_OK) AS BAD_SCHEDULED_TIMES,
+  COUNT_IF(NOT A_OK AND A_PRESENT) AS BAD_ACTUAL_TIMES,
+  COUNT_IF(NOT S_OK AND NOT A_OK AND NOT NVL(IS_MISSED, FALSE)) AS UNUSABLE_VISITS,
+  COUNT_IF(LAT IS NULL OR LON IS NULL) AS WITHOUT_GPS,
+  COUNT_IF(SKEWED) AS CLOCK_SKEW"""
+
+
 def travel_pairs(seq_table: str, condition: str = "TRUE") -> str:
     """Travel conflicts over a table of usable visits carrying their successor (NEXT_ID, NEXT_E0, NEXT_LAT,
     NEXT_LON, NEXT_PROVIDER): different providers, both with GPS, gap >= 0, farther than the gap allows."""

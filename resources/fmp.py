@@ -440,6 +440,11 @@ class FMPClient:
         self.close()
 
 
+def price_requests(start: date, end: date) -> int:
+    """HTTP requests ``historical_prices(symbol, start, end)`` makes (one per window)."""
+    return len(_date_windows(start, end, PRICE_WINDOW_YEARS))
+
+
 def _date_windows(start: date, end: date, years: int) -> list[tuple[date, date]]:
     """[start, end] cut into consecutive windows of at most ``years``, the newest full-length."""
     windows = []

@@ -72,6 +72,22 @@ def warehouse_from_env() -> Warehouse:
                      emulated=True)
 
 
+@contextmanager
+def transaction(cursor) -> Iterator[None]:
+    """BEGIN ... COMMIT around the body; ROLLBACK when it raises, keeping the body's error even if the
+    rollback itself fails (the connection's close rolls back too)."""
+    cursor.execute("BEGIN")
+    try:
+        yield
+        cursor.execute("COMMIT")
+    except BaseException:
+        try:
+            cursor.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the original error is the one worth raising
+            pass
+        raise
+
+
 def bulk_load(cursor, table: str, frame: pd.DataFrame, columns: dict[str, str] | None = None) -> int:
     """Load ``frame`` into ``table`` with PUT of a Parquet file and one COPY INTO.
 

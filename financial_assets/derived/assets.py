@@ -34,16 +34,16 @@ from financial_assets.derived.tables import (
     render,
 )
 from financial_assets.partitions import symbol_partitions
+from financial_assets.raw.keys import BALANCE_KEY as RAW_BALANCE
+from financial_assets.raw.keys import CASH_FLOW_KEY as RAW_CASH_FLOW
+from financial_assets.raw.keys import INCOME_KEY as RAW_INCOME
+from financial_assets.raw.keys import PRICES_KEY as RAW_PRICES
+from financial_assets.raw.keys import PROFILES_KEY as RAW_PROFILES
+from financial_assets.raw.universe import UNIVERSE_KEY as RAW_UNIVERSE
 from financial_assets.symbols import in_list, is_symbol
 from resources.retry import network_retry_policy
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, transaction
 
-RAW_UNIVERSE = AssetKey(["fmp_raw", "universe"])
-RAW_PROFILES = AssetKey(["fmp_raw", "company_profiles"])
-RAW_PRICES = AssetKey(["fmp_raw", "daily_prices"])
-RAW_INCOME = AssetKey(["fmp_raw", "income_statements"])
-RAW_BALANCE = AssetKey(["fmp_raw", "balance_sheets"])
-RAW_CASH_FLOW = AssetKey(["fmp_raw", "cash_flow_statements"])
 RAW_STATEMENTS = [RAW_INCOME, RAW_BALANCE, RAW_CASH_FLOW]
 
 TTM_KEY = AssetKey(["fmp_core", "ttm_financials"])
@@ -88,19 +88,11 @@ def replace_rows(cursor, table: Table, mapping: dict[str, str] | None) -> tuple[
     else:
         where = ""
     insert = render(table, ticker_map=mapping)
-    cursor.execute("BEGIN")
-    try:
+    with transaction(cursor):
         cursor.execute(f"DELETE FROM {table.name}{where}")
         deleted = cursor.rowcount or 0
         cursor.execute(insert)
         inserted = cursor.rowcount or 0
-        cursor.execute("COMMIT")
-    except BaseException:
-        try:
-            cursor.execute("ROLLBACK")
-        except Exception:  # noqa: BLE001 - keep the original error; the connection's close rolls back too
-            pass
-        raise
     return deleted, inserted
 
 

@@ -72,7 +72,7 @@ from financial_assets.raw.schema import (
 )
 from financial_assets.raw.universe import UNIVERSE_KEY, statement_symbol
 from financial_assets.symbols import is_symbol
-from resources.fmp import FMPResource
+from resources.fmp import FMPResource, price_requests
 from resources.retry import network_retry_policy
 from resources.warehouse import Warehouse
 
@@ -115,10 +115,6 @@ def _concat(frames: list, empty):
     if not frames:
         return empty
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-
-def _price_windows(start, end) -> int:
-    return 1 + max(0, (end - start).days) // (18 * 365)  # the client splits at 18 years
 
 
 def _run_counters(before: dict, now: dict) -> dict:
@@ -201,7 +197,7 @@ class RawRun:
         elif dataset == "prices":
             start = plan.prices[symbol]
             raw = self.client.historical_prices(symbol, start, self.now.date())
-            result = {"status": "fetched" if raw else "empty", "calls": _price_windows(start, self.now.date()),
+            result = {"status": "fetched" if raw else "empty", "calls": price_requests(start, self.now.date()),
                       "reason": f"from {start}", "eod": True,
                       "frame": normalize.price_frame(normalize.price_rows(symbol, raw, self.now, notes, rejects))}
         else:

@@ -318,16 +318,3 @@ def fetch_statements(client, company: str, kinds: list[StatementKind], state: Wa
         fetched[kind.kind] = list(annual) + list(quarter)
     status = "fetched" if any(fetched.values()) else "empty"
     return {"status": status, "calls": calls, "rows": fetched, "reason": reason}
-
-
-def _concat(frames: list, empty):
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return empty
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-
-def _price_windows(start: date, end: date) -> int:
-    return 1 + max(0, (end - start).days) // (18 * 365)  # the client splits at 18 years
-
-
