@@ -14,8 +14,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt setup.py
 	touch $@
 
 setup: $(BIN)/.installed
-	@mkdir -p $(DAGSTER_HOME)
-	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	@$(BIN)/python -m resources.local_instance >/dev/null
 
 postgres: setup
 	@$(BIN)/python -m resources.ensure_postgres

@@ -38,6 +38,7 @@ from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
 from conflict_assets.postgres_schema import setup_postgres
 from conflict_assets.source_schema import visit_rows_sql
 from conflict_assets.sync import _column_values, sync
+from resources.local_instance import ensure_instance_yaml
 from resources.postgres import PostgresResource, postgres_from_env
 from resources.settings import PROJECT_ROOT
 from resources.warehouse import warehouse_from_env
@@ -267,7 +268,7 @@ def dagster_legs(warehouse, postgres, opts, old: dict) -> None:
 
     home = PROJECT_ROOT / ".data" / "bench" / "conflict" / "dagster_home"
     shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
+    ensure_instance_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["CONFLICT_AS_OF"] = opts.as_of.isoformat()
     resources = {"warehouse": warehouse, "postgres": postgres}

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import requests
 
+from resources.local_instance import ensure_instance_yaml
 from resources.local_service import free_port
 from resources.settings import PROJECT_ROOT
 
 BENCH_ROOT = PROJECT_ROOT / ".data" / "bench"
-
 
 
 @contextmanager
@@ -35,7 +35,7 @@ def fresh_environment(name: str, latency_ms: float = 0, calls_per_minute: int = 
     })
     for var in ("SNOWFLAKE_ACCOUNT", "FMP_API_KEY", "FMP_BASE_URL"):
         os.environ.pop(var, None)
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    ensure_instance_yaml(Path(os.environ["DAGSTER_HOME"]))
     try:
         yield root
     finally:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
+from resources.local_instance import instance_yaml
 from tests.ui_helpers import (
     ARTIFACTS,
     ROOT,
@@ -66,7 +68,7 @@ def dagster_dev():
     shutil.rmtree(home, ignore_errors=True)
     os.makedirs(home)
     with open(os.path.join(home, "dagster.yaml"), "w") as handle:
-        handle.write("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+        handle.write(instance_yaml(Path(home)) + "nux:\n  enabled: false\n")
     # the production pool limits (deploy/pools.yaml) on this instance too, so the runs below are
     # throttled by the same pool limits as production (fmp_api = 1)
     from dagster import DagsterInstance
