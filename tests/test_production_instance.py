@@ -298,6 +298,11 @@ def test_helm_values_match_chart_keys_and_our_deployment():
             assert env["name"] not in SECRET_ENV or "valueFrom" in env, f"{env['name']} must come from a secret"
         assert {s["name"] for s in deployment["envSecrets"]} >= {"platform-snowflake", "platform-postgres"}
     assert served == wanted
+
+    # every process that writes run events batches them: webserver and daemon create runs, run pods report
+    for env in (values["dagsterWebserver"]["env"], values["dagsterDaemon"]["env"],
+                *(d["env"] for d in user["deployments"])):
+        assert {"name": "DAGSTER_EVENT_BATCH_SIZE", "value": "1000"} in env
     assert "platform-fmp" in {s["name"] for s in user["deployments"][0]["envSecrets"]}
     for module in wanted.values():  # the modules exist in the project the image is built from
         assert (ROOT / (module.replace(".", "/") + ".py")).exists() or (ROOT / module.split(".")[0]).is_dir()
