@@ -20,6 +20,7 @@ import psycopg
 import pytest
 import yaml
 
+from resources.event_storage import BatchedPostgresEventLogStorage
 from resources.pool_limits import DEFAULT_POOLS_FILE, apply_pool_limits, current_pool_limits, load_pool_limits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +72,8 @@ def instance(prod_home):
 def test_production_yaml_holds_no_secret():
     config = yaml.safe_load(PROD_YAML.read_text())
     text = yaml.safe_dump(config)  # the configuration itself, without its comments
-    assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
+    for storage in ("run_storage", "event_log_storage", "schedule_storage"):
+        assert config[storage]["config"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
     assert not re.search(r"postgres(ql)?(\+\w+)?://", text), "a literal connection URL in dagster.yaml"
     assert not re.search(r"(?im)^\s*(password|secret|token|api_key)\s*:", text)
 
@@ -82,6 +84,7 @@ def test_instance_loads_with_production_settings(instance):
 
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+    assert type(instance.event_log_storage) is BatchedPostgresEventLogStorage
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
     assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
     assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
