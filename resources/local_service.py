@@ -18,6 +18,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from dagster import Failure
+
 from resources.settings import PROJECT_ROOT
 
 
@@ -70,10 +72,10 @@ def ensure_service(name: str, module: str, state_dir: Path, port: int, args: lis
         if state and pid_alive(state["pid"]) and port_open(state["port"]):
             return state["port"]
         if port_open(port):
-            raise RuntimeError(
+            # a setup problem, not a transient one: the steps' retry policy must not wait it out
+            raise Failure(
                 f"{name}: port {port} is taken by a process that is not this data folder's {name}; "
-                f"stop it or choose another port"
-            )
+                f"stop it or choose another port", allow_retries=False)
         log = open(state_dir / "server.log", "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", module, "--port", str(port), *args],
