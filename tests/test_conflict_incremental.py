@@ -25,6 +25,7 @@ from conflict_assets.source_schema import table_columns
 from conflict_assets.sync import sync
 from resources.postgres import PostgresResource
 from resources.warehouse import Warehouse
+from tests.pg_helpers import scratch_database
 
 AS_OF = dt.date(2026, 3, 1)
 REF_DB = "CONFLICT_INCR_REF"
@@ -37,18 +38,14 @@ def pair(warehouse, postgres):
     ref_wh = Warehouse(account="emulator", user="emulator", password="emulator", database=REF_DB,
                        schema="PUBLIC", emulated=True)
     ref_db = f"{psycopg.conninfo.conninfo_to_dict(postgres.dsn)['dbname']}_ref"
-    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {ref_db} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {ref_db}")
-    ref_pg = PostgresResource(url=psycopg.conninfo.make_conninfo(postgres.dsn, dbname=ref_db))
-    with warehouse.get_connection() as conn:
-        cur = conn.cursor()
-        generate(cur, scale=40, seed=21, as_of=AS_OF, visits_per_caregiver=120)
-        reset_tables(cur)
-    _reset_pg(postgres)
-    yield warehouse, postgres, ref_wh, ref_pg
-    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {ref_db} WITH (FORCE)")
+    with scratch_database(ref_db, admin=postgres.dsn) as ref_conninfo:
+        ref_pg = PostgresResource(url=ref_conninfo)
+        with warehouse.get_connection() as conn:
+            cur = conn.cursor()
+            generate(cur, scale=40, seed=21, as_of=AS_OF, visits_per_caregiver=120)
+            reset_tables(cur)
+        _reset_pg(postgres)
+        yield warehouse, postgres, ref_wh, ref_pg
 
 
 def _reset_pg(pg) -> None:

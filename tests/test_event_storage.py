@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import pytest
 import yaml
 
 from resources.event_storage import BatchedPostgresEventLogStorage, BatchedSqliteEventLogStorage
 from resources.local_instance import ensure_instance_yaml
+from tests.pg_helpers import postgres_url, scratch_database
 
 PARTITIONS = dg.StaticPartitionsDefinition([f"P{i:02d}" for i in range(12)])
 RANGE = {"dagster/asset_partition_range_start": "P00", "dagster/asset_partition_range_end": "P11"}
@@ -91,23 +91,9 @@ def _history(instance: dg.DagsterInstance) -> dict:
 @pytest.fixture
 def postgres_databases():
     """Two scratch databases on the real server: Dagster's storage and ours."""
-    names = [f"platform_events_{kind}_{os.getpid()}" for kind in ("default", "batched")]
-    admin = os.environ["POSTGRES_URL"]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {name}")
-    yield [psycopg.conninfo.make_conninfo(admin, dbname=name) for name in names]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def _postgres_url(conninfo: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(conninfo)
-    password = f":{info['password']}" if info.get("password") else ""
-    return (f"postgresql://{info.get('user', 'postgres')}{password}@{info.get('host', '127.0.0.1')}:"
-            f"{info.get('port', '5432')}/{info['dbname']}")
+    with (scratch_database(f"platform_events_default_{os.getpid()}") as default,
+          scratch_database(f"platform_events_batched_{os.getpid()}") as batched):
+        yield postgres_url(default), postgres_url(batched)
 
 
 def _compare(tmp_path, default_overrides: dict, batched_overrides: dict, batched_type: type) -> None:
@@ -135,7 +121,7 @@ def test_sqlite_batches_record_what_dagsters_sqlite_storage_records(tmp_path):
 
 
 def test_postgres_batches_record_what_dagster_postgres_records(tmp_path, postgres_databases, monkeypatch):
-    default_url, batched_url = (_postgres_url(u) for u in postgres_databases)
+    default_url, batched_url = postgres_databases
     # Dagster's own storage with batching on too: its materialization batches are the reference
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
     default = {"storage": {"postgres": {"postgres_url": default_url}}}

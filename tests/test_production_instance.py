@@ -22,29 +22,17 @@ import yaml
 
 from resources.event_storage import BatchedPostgresEventLogStorage
 from resources.pool_limits import DEFAULT_POOLS_FILE, apply_pool_limits, current_pool_limits, load_pool_limits
+from tests.pg_helpers import postgres_url, scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PROD_YAML = ROOT / "deploy" / "dagster.yaml"
 SCRATCH_DB = f"platform_prod_instance_{os.getpid()}"  # unique: parallel sessions never collide
 
 
-def _admin_url() -> str:
-    return os.environ["POSTGRES_URL"]  # the session's test database; CREATE DATABASE works from any
-
-
 @pytest.fixture(scope="module")
 def prod_url():
-    with psycopg.connect(_admin_url(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {SCRATCH_DB}")
-    info = psycopg.conninfo.conninfo_to_dict(_admin_url())
-    info["dbname"] = SCRATCH_DB
-    user = info.get("user", "postgres")
-    host, port = info.get("host", "127.0.0.1"), info.get("port", "5432")
-    password = f":{info['password']}" if info.get("password") else ""
-    yield f"postgresql://{user}{password}@{host}:{port}/{SCRATCH_DB}"
-    with psycopg.connect(_admin_url(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
+    with scratch_database(SCRATCH_DB) as conninfo:
+        yield postgres_url(conninfo)
 
 
 @pytest.fixture(scope="module")

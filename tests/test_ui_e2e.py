@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from resources.local_instance import instance_yaml
+from tests.pg_helpers import postgres_url
 from tests.ui_helpers import (
     ARTIFACTS,
     ROOT,
@@ -51,16 +52,6 @@ pytestmark = [
 CANARY = "e2e-canary-Zq7xK2"
 
 
-def _with_password(url: str, password: str) -> str:
-    import psycopg
-
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["password"] = password
-    return "postgresql://{user}:{password}@{host}:{port}/{dbname}".format(
-        user=info.get("user", "postgres"), password=password, host=info.get("host", "127.0.0.1"),
-        port=info.get("port", "5432"), dbname=info["dbname"])
-
-
 @pytest.fixture(scope="module")
 def dagster_dev():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -83,7 +74,7 @@ def dagster_dev():
            "PLATFORM_SENSORS_DEFAULT": "stopped",
            # a canary password in the PostgreSQL URL (ignored by the local trust auth): it must never
            # show in the UI, the GraphQL API or the logs
-           "POSTGRES_URL": _with_password(os.environ["POSTGRES_URL"], CANARY)}
+           "POSTGRES_URL": postgres_url(os.environ["POSTGRES_URL"], password=CANARY)}
     server = DagsterDev(workspace=ROOT / "workspace.yaml", log_path=ARTIFACTS / "dagster-dev.log", env=env)
     server.start()
     try:
