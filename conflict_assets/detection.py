@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
-from conflict_assets.pairs import BAD_INPUT_COUNTS, overlap_seconds, result_rows, successor_columns, travel_pairs
+from conflict_assets.pairs import bad_input_counts, overlap_seconds, result_rows, successor_columns, travel_pairs
 from conflict_assets.source_schema import prefix_filter, sql_file, table_columns, visit_rows_sql
 from resources.warehouse import transaction
 
@@ -37,7 +37,7 @@ STATE_COLUMNS = [
     ("COPIES", "BIGINT"), ("SKEWED", "BOOLEAN"), ("A_PRESENT", "BOOLEAN"), ("S_OK", "BOOLEAN"), ("A_OK", "BOOLEAN"),
     ("S0", "BIGINT"), ("S1", "BIGINT"), ("A0", "BIGINT"), ("A1", "BIGINT"), ("E0", "BIGINT"), ("E1", "BIGINT"),
     ("SP0", "BIGINT"), ("SP1", "BIGINT"), ("BUCKET", "BIGINT"), ("TRAVEL_OK", "BOOLEAN"), ("OVERLAP_OK", "BOOLEAN"),
-    ("NEXT_ID", "VARCHAR(36)"),
+    ("NEXT_ID", "VARCHAR(36)"), ("VISIT_DATE", "DATE"),
 ]
 STATE_NAMES = [name for name, _ in STATE_COLUMNS]
 # everything detection and the bad-input counts read; a visit whose values here are unchanged needs no re-pairing
@@ -53,7 +53,7 @@ _SETUP = [
     " CONFLICT_ROWS BIGINT, DETECTED_AT TIMESTAMP_NTZ)",
     f"CREATE TABLE IF NOT EXISTS {VISIT_STATE} ({', '.join(f'{n} {t}' for n, t in STATE_COLUMNS)})",
     f"CREATE TABLE IF NOT EXISTS {PREFIX_STATE} (PREFIX VARCHAR(3), FINGERPRINT VARCHAR(64), BASIS VARCHAR(32),"
-    " SEQ BIGINT, LOG_FROM BIGINT)",
+    " SEQ BIGINT, LOG_FROM BIGINT, WATERMARK BIGINT, AS_OF DATE)",
     f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (PREFIX VARCHAR(3), SEQ BIGINT, VISIT_ID VARCHAR(36))",
 ]
 
@@ -77,7 +77,8 @@ def detection_select() -> str:
   v.VISIT_START AS A_START, v.VISIT_END AS A_END, COUNT(*) {copies} AS COPIES,
   CAST(SUM({h} % {PRIMES[0]}) {copies} AS BIGINT) AS H1, CAST(SUM({hs} % {PRIMES[1]}) {copies} AS BIGINT) AS H2,
   NVL(ABS(DATEDIFF(second, v.EVV_START, v.VISIT_START)) > 3600
-      OR ABS(DATEDIFF(second, v.EVV_END, v.VISIT_END)) > 3600, FALSE) AS SKEWED"""
+      OR ABS(DATEDIFF(second, v.EVV_END, v.VISIT_END)) > 3600, FALSE) AS SKEWED,
+  MIN(v.VISIT_DATE) {copies} AS VISIT_DATE"""
 
 BAD_INPUT_KEYS = ["duplicate_visit_ids", "bad_scheduled_times", "bad_actual_times", "unusable_visits",
                   "without_gps", "clock_skew"]
@@ -94,6 +95,15 @@ class DetectionParams:
 
 
 def ensure_tables(cursor) -> None:
+    # State written before the watermark columns existed cannot drive the watermark path: drop it, so each
+    # prefix is recomputed in full once (both tables are derived; the result and the sync are untouched).
+    cursor.execute("SELECT COUNT_IF(column_name = 'NEXT_ID'), COUNT_IF(column_name IN ('VISIT_DATE', 'WATERMARK')) "
+                   "FROM information_schema.columns WHERE table_schema = 'CONFLICTS' "
+                   "AND table_name IN ('VISIT_STATE', 'PREFIX_STATE')")
+    existing, current = cursor.fetchone()
+    if existing and current < 2:
+        cursor.execute(f"DROP TABLE IF EXISTS {VISIT_STATE}")
+        cursor.execute(f"DROP TABLE IF EXISTS {PREFIX_STATE}")
     for stmt in _SETUP:
         cursor.execute(stmt)
 
@@ -114,8 +124,8 @@ def fingerprint_sql(prefixes: list[str], as_of: dt.date) -> str:
             continue
         h = f"HASH({', '.join(cols)})"
         hs = f"HASH('salt', {', '.join(cols)})"
-        digests.append(f"UNION ALL SELECT '{table}', COUNT(*), SUM({h} % 1000000007), SUM({hs} % 998244353) "
-                       f"FROM {table}")
+        digests.append(f"UNION ALL SELECT '{table}', COUNT(*), SUM({h} % 1000000007), SUM({hs} % 998244353), "
+                       f"NULL FROM {table}")
     return (sql_file("fingerprint.sql")
             .replace("{visit_hash}", visit_hash)
             .replace("{visit_hash_salted}", visit_hash_salted)
@@ -124,27 +134,38 @@ def fingerprint_sql(prefixes: list[str], as_of: dt.date) -> str:
             .replace("{dimension_digests}", "\n".join(digests)))
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What the one fingerprint query says about a run's prefixes."""
+    current: dict[str, tuple[str, int]]       # prefix -> (fingerprint, visits in the window)
+    sums: dict[str, tuple[int, int, int]]     # prefix -> (rows, H1 sum, H2 sum): what VISIT_STATE must add up to
+    watermarks: dict[str, int | None]         # prefix -> latest LAST_UPDATED_DATE, epoch seconds
+    basis: str                                # digest of the dimension tables and the parameters
+
+
 def fingerprints(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams) -> dict[str, tuple[str, int]]:
     """Per prefix: (fingerprint, visits in the window), from ONE warehouse query for all the prefixes.
 
     The detection parameters are mixed in: changing them changes the conflicts as surely as the data does.
     """
-    return fingerprints_and_basis(cursor, prefixes, as_of, params)[0]
+    return probe(cursor, prefixes, as_of, params).current
 
 
-def fingerprints_and_basis(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams
-                           ) -> tuple[dict[str, tuple[str, int]], str]:
-    """``fingerprints`` plus the basis: a digest of the dimension tables and the parameters. Per-visit state
-    is only reusable under the basis it was computed with (dimension rows are not in the per-visit hashes)."""
+def probe(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams) -> Probe:
+    """``fingerprints`` plus the raw sums, the watermarks and the basis. Per-visit state is only reusable
+    under the basis it was computed with (dimension rows are not in the per-visit hashes)."""
     cursor.execute(fingerprint_sql(prefixes, as_of))
-    parts = {str(k): (int(n), int(h1 or 0), int(h2 or 0)) for k, n, h1, h2 in cursor.fetchall()}
-    dims = "|".join(f"{k}:{v}" for k, v in sorted(parts.items()) if "." in k)
-    out = {}
+    parts = {str(k): (int(n), int(h1 or 0), int(h2 or 0), None if w is None else int(w))
+             for k, n, h1, h2, w in cursor.fetchall()}
+    dims = "|".join(f"{k}:{v[:3]}" for k, v in sorted(parts.items()) if "." in k)
+    current, sums, watermarks = {}, {}, {}
     for prefix in prefixes:
-        n, h1, h2 = parts.get(prefix, (0, 0, 0))
+        n, h1, h2, w = parts.get(prefix, (0, 0, 0, None))
         raw = f"{n}|{h1}|{h2}|{dims}|{params.tag()}" if n else f"{EMPTY}|{params.tag()}"
-        out[prefix] = (hashlib.md5(raw.encode()).hexdigest(), n)
-    return out, hashlib.md5(f"{dims}|{params.tag()}".encode()).hexdigest()
+        current[prefix] = (hashlib.md5(raw.encode()).hexdigest(), n)
+        # a stamp in the future (clock skew) must not hide later edits: never above now
+        sums[prefix], watermarks[prefix] = (n, h1, h2), None if w is None else min(w, int(time.time()))
+    return Probe(current, sums, watermarks, hashlib.md5(f"{dims}|{params.tag()}".encode()).hexdigest())
 
 
 def stored_fingerprints(cursor, prefixes: list[str]) -> dict[str, str]:
@@ -168,26 +189,29 @@ def detect(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams 
 
     started = time.monotonic()
     ensure_tables(cursor)
-    current, basis = fingerprints_and_basis(cursor, prefixes, as_of, params)
+    found = probe(cursor, prefixes, as_of, params)
+    current, basis = found.current, found.basis
     stored = {} if force else stored_fingerprints(cursor, prefixes)
     changed = sorted(p for p in prefixes if stored.get(p) != current[p][0])
     incremental = incremental_prefixes(cursor, changed, current, stored, basis)
     full = [p for p in changed if p not in incremental]
     summary = {"prefixes": len(prefixes), "prefixes_changed": len(changed),
                "prefixes_skipped": len(prefixes) - len(changed), "prefixes_full": len(full),
-               "prefixes_incremental": len(incremental), "visits": sum(n for _, n in current.values()),
+               "prefixes_incremental": len(incremental), "prefixes_by_watermark": 0, "prefixes_rescanned": 0,
+               "visits": sum(n for _, n in current.values()),
                "visits_changed": 0, "visits_repaired": 0, "conflict_rows": 0, "conflict_rows_written": 0,
                "time_overlap_conflicts": 0, "travel_time_conflicts": 0, **{k: 0 for k in BAD_INPUT_KEYS}}
     if full:
-        _detect_full(cursor, full, current, basis, as_of, params, summary)
+        _detect_full(cursor, full, found, as_of, params, summary)
     if incremental:
-        detect_incremental(cursor, sorted(incremental), current, basis, as_of, params, summary)
+        detect_incremental(cursor, sorted(incremental), found, as_of, params, summary)
     summary["seconds"] = round(time.monotonic() - started, 3)
     return summary
 
 
-def _detect_full(cursor, changed: list[str], current: dict, basis: str, as_of: dt.date, params: DetectionParams,
+def _detect_full(cursor, changed: list[str], found: Probe, as_of: dt.date, params: DetectionParams,
                  summary: dict) -> None:
+    current = found.current
     seqs = stored_sequences(cursor, changed)
     # Without PREFIX_STATE a prefix is never updated incrementally: dropping it first means the per-batch
     # VISIT_STATE writes below can never be mistaken for a consistent state if this run dies half-way.
@@ -206,7 +230,7 @@ def _detect_full(cursor, changed: list[str], current: dict, basis: str, as_of: d
     summary["conflict_rows_written"] += written
     summary["visits_changed"] += sum(current[p][1] for p in changed)
     summary["visits_repaired"] += sum(current[p][1] for p in changed)
-    _replace(cursor, changed, current, rows_per_prefix, basis, seqs)
+    _replace(cursor, changed, found, as_of, rows_per_prefix, seqs)
 
 
 def _batches(changed: list[str], current: dict, limit: int = BATCH_VISITS) -> list[list[str]]:
@@ -226,7 +250,7 @@ def _batches(changed: list[str], current: dict, limit: int = BATCH_VISITS) -> li
 def fill(sql: str, params: DetectionParams) -> str:
     return (sql.replace("{overlap_seconds}", overlap_seconds())
             .replace("{successor_columns}", successor_columns())
-            .replace("{bad_input_counts}", BAD_INPUT_COUNTS)
+            .replace("{bad_input_counts}", bad_input_counts())
             .replace("{tolerance_seconds}", repr(float(params.tolerance_minutes) * 60))
             .replace("{speed_kmh}", repr(float(params.speed_kmh)))
             .replace("{min_travel_km}", repr(float(params.min_travel_km))))
@@ -269,8 +293,8 @@ def statements_from_text(sql: str) -> list[str]:
 
 def prefix_values(rows: list[tuple]) -> str:
     """A VALUES list of already validated values (prefixes, digests, integers)."""
-    return ", ".join("(" + ", ".join(repr(v) if isinstance(v, str) else str(int(v)) for v in row) + ")"
-                     for row in rows)
+    return ", ".join("(" + ", ".join("NULL" if v is None else repr(v) if isinstance(v, str) else str(int(v))
+                                     for v in row) + ")" for row in rows)
 
 
 def stored_sequences(cursor, prefixes: list[str]) -> dict[str, tuple[int, int]]:
@@ -280,14 +304,15 @@ def stored_sequences(cursor, prefixes: list[str]) -> dict[str, tuple[int, int]]:
 
 def write_prefix_state(cursor, rows: list[tuple]) -> None:
     """Inside the caller's transaction: DETECTION_STATE and PREFIX_STATE for
-    (prefix, fingerprint, visits, conflict rows, basis, seq, log_from) rows."""
+    (prefix, fingerprint, visits, conflict rows, basis, seq, log_from, watermark, as-of date) rows."""
     prefixes = [r[0] for r in rows]
     cursor.execute(f"DELETE FROM {STATE_TABLE} WHERE {prefix_filter(prefixes, 'PREFIX')}")
     cursor.execute(f"INSERT INTO {STATE_TABLE} SELECT column1, column2, column3, column4, "
                    f"CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM VALUES {prefix_values([r[:4] for r in rows])}")
     cursor.execute(f"DELETE FROM {PREFIX_STATE} WHERE {prefix_filter(prefixes, 'PREFIX')}")
-    cursor.execute(f"INSERT INTO {PREFIX_STATE} SELECT column1, column2, column3, column4, column5 FROM VALUES "
-                   f"{prefix_values([(r[0], r[1], r[4], r[5], r[6]) for r in rows])}")
+    cursor.execute(f"INSERT INTO {PREFIX_STATE} SELECT column1, column2, column3, column4, column5, column6, "
+                   f"TO_DATE(column7) FROM VALUES "
+                   f"{prefix_values([(r[0], r[1], r[4], r[5], r[6], r[7], r[8].isoformat()) for r in rows])}")
 
 
 def next_seq(previous: int) -> int:
@@ -296,13 +321,14 @@ def next_seq(previous: int) -> int:
     return max(previous + 1, int(time.time() * 1000))
 
 
-def _replace(cursor, changed: list[str], current: dict, rows_per_prefix: dict, basis: str, seqs: dict) -> None:
+def _replace(cursor, changed: list[str], found: Probe, as_of: dt.date, rows_per_prefix: dict, seqs: dict) -> None:
     """Swap the changed prefixes' result rows and state in one transaction. A full recompute starts a new
     change log: a sync behind it must compare the whole prefix (LOG_FROM = SEQ)."""
     rows = []
     for p in changed:
         seq = next_seq(seqs.get(p, (0, 0))[0])
-        rows.append((p, current[p][0], current[p][1], int(rows_per_prefix.get(p, 0)), basis, seq, seq))
+        rows.append((p, *found.current[p], int(rows_per_prefix.get(p, 0)), found.basis, seq, seq,
+                     found.watermarks[p], as_of))
     with transaction(cursor):
         cursor.execute(f"DELETE FROM {RESULT_TABLE} WHERE {prefix_filter(changed, 'PREFIX')}")
         cursor.execute(f"INSERT INTO {RESULT_TABLE} SELECT PREFIX, CONFLICTID, CONFLICT_TYPE, VISIT_ID, OTHER_VISIT_ID, "

@@ -1,15 +1,19 @@
 """Incremental detection: for a changed prefix with valid per-visit state, redo only what changed visits touch.
 
-The per-visit state (VISIT_STATE) holds each visit's two row hashes, its detection fields and its successor in
-its caregiver's sequence. Diffing the hashes of the window's visits now against it gives the exact set of
-added, removed and changed visits (deletions, SSN moves to another prefix and visits crossing the window edge
-included, which a last-updated watermark would miss). Then:
+The per-visit state (VISIT_STATE) holds each visit's two row hashes, its detection fields, its VisitDate and
+its successor in its caregiver's sequence. The changed visits (added, removed, changed) come from a watermark:
+only visits stamped since the prefix's last run (LAST_UPDATED_DATE, with a lookback), visits the window newly
+covers and state rows it no longer covers are read and compared (changed_visits.sql). The fingerprint query
+measured the prefix's exact row count and hash sums; where the state plus the found changes does not add up
+to them (a deletion, an SSN moved to another prefix, an edit that kept its old stamp) the prefix is rescanned:
+every visit of its window hashed and diffed. Then:
 - time overlaps are re-paired only for visits whose detection fields changed (their old rows go, their pairs
   with every nearby visit of the same caregiver are computed anew);
 - travel pairs are re-evaluated only where the successor relation changed or a member changed;
 - result rows, state rows and the change log are written only where they differ, with the prefix state, in
   ONE warehouse transaction per batch.
-The outcome equals a full recompute (tests/test_conflict_incremental.py checks it on random edit sequences).
+The outcome equals a full recompute (tests/test_conflict_incremental.py checks it on random edit sequences,
+stamped and not, and on a moved window).
 """
 
 from __future__ import annotations
@@ -18,26 +22,41 @@ import datetime as dt
 import time
 
 from conflict_assets.detection import (
-    CHANGES_TABLE, DETECTION_FIELDS, PRIMES, RESULT_TABLE, STATE_NAMES, VISIT_STATE, DetectionParams,
-    _batches, add_bad_input_counts, detection_select, fill, next_seq, prefix_values, row_hashes, run_statements,
-    stored_sequences, write_prefix_state,
+    CHANGES_TABLE, DETECTION_FIELDS, PREFIX_STATE, PRIMES, RESULT_TABLE, STATE_NAMES, VISIT_STATE, DetectionParams,
+    Probe, _batches, add_bad_input_counts, detection_select, fill, next_seq, prefix_values, row_hashes,
+    run_statements, stored_sequences, write_prefix_state,
 )
-from conflict_assets.pairs import result_rows, travel_pairs
+from conflict_assets.pairs import bad_input_counts, result_rows, travel_pairs
 from conflict_assets.source_schema import prefix_filter, sql_file, visit_rows_sql
 from resources.warehouse import transaction
 
 BATCH_VISITS = 1_500_000   # no pair join over all visits here, so a whole 250-prefix run fits one batch
 LOG_RETENTION_MS = 7 * 86_400_000  # a sync further behind than this compares its whole prefix instead
+# Rows committed late with an older LAST_UPDATED_DATE than the watermark are still found within this; later
+# ones are caught by the sums check (a rescan of their prefix), so it trades speed, never correctness.
+WATERMARK_LOOKBACK_SECONDS = 2 * 3600
+
+
+def _fill(sql: str, prefixes: list[str], as_of: dt.date) -> str:
+    """The placeholders every incremental statement shares."""
+    h, hs = row_hashes()
+    window = "DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}'))"
+    return (sql.replace("{in_window}", f"v.VISIT_DATE BETWEEN {window}")
+            .replace("{h}", h).replace("{hs}", hs)
+            .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
+            .replace("{as_of}", as_of.isoformat())
+            .replace("{lookback_seconds}", str(WATERMARK_LOOKBACK_SECONDS))
+            .replace("{visit_prefix_filter}", prefix_filter(prefixes))
+            .replace("{visit_state_table}", VISIT_STATE)
+            .replace("{prefix_state_table}", PREFIX_STATE)
+            .replace("{result_table}", RESULT_TABLE)
+            .replace("{fs}", prefix_filter(prefixes, "s.PREFIX"))
+            .replace("{f}", prefix_filter(prefixes, "PREFIX")))
 
 
 def _sql(prefixes: list[str], as_of: dt.date, params: DetectionParams) -> str:
-    h, hs = row_hashes()
     fields = [n for n in STATE_NAMES if n != "NEXT_ID"]
-    touched_rows = visit_rows_sql(prefixes, as_of, detection_select(),
-                                  extra="v.VISIT_ID IN (SELECT VISIT_ID FROM CF_TOUCH WHERE PRESENT)",
-                                  dimensions=False)
     sql = (sql_file("incremental.sql")
-           .replace("{visit_rows_touched}", touched_rows)
            .replace("{visit_state}", sql_file("visit_state.sql"))
            .replace("{travel_pairs}", travel_pairs(
                "(SELECT a.* FROM CF_AFTER a LEFT JOIN CF_CHG c ON c.PREFIX = a.PREFIX AND c.VISIT_ID = a.VISIT_ID "
@@ -46,28 +65,43 @@ def _sql(prefixes: list[str], as_of: dt.date, params: DetectionParams) -> str:
            .replace("{result_rows}", result_rows("CF_OVERLAPS", "CF_TRAVEL"))
            .replace("{same_detection_fields}",
                     " AND ".join(f"n.{c} IS NOT DISTINCT FROM o.{c}" for c in DETECTION_FIELDS))
+           .replace("{bad_input_deltas}", bad_input_counts("W"))
            .replace("{n_fields}", ", ".join(f"n.{c}" for c in fields))
            .replace("{s_fields}", ", ".join(f"s.{c}" for c in fields))
-           .replace("{fields}", ", ".join(fields))
-           .replace("{h}", h).replace("{hs}", hs)
-           .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
-           .replace("{as_of}", as_of.isoformat())
-           .replace("{visit_prefix_filter}", prefix_filter(prefixes))
-           .replace("{visit_state_table}", VISIT_STATE)
-           .replace("{result_table}", RESULT_TABLE)
-           .replace("{fs}", prefix_filter(prefixes, "s.PREFIX"))
-           .replace("{f}", prefix_filter(prefixes, "PREFIX")))
-    return fill(sql, params)
+           .replace("{fields}", ", ".join(fields)))
+    return fill(_fill(sql, prefixes, as_of), params)
 
 
-def detect_incremental(cursor, prefixes: list[str], current: dict, basis: str, as_of: dt.date,
-                       params: DetectionParams, summary: dict) -> None:
-    for batch in _batches(prefixes, current, BATCH_VISITS):
-        _batch(cursor, batch, current, basis, as_of, params, summary)
+def _rows(prefixes: list[str], as_of: dt.date, visits: str) -> str:
+    """Detection's columns of the prefixes' visits whose VisitID is in ``visits`` (every copy, latest kept)."""
+    return visit_rows_sql(prefixes, as_of, detection_select(), extra=f"v.VISIT_ID IN (SELECT VISIT_ID FROM {visits})",
+                          dimensions=False)
 
 
-def _batch(cursor, prefixes: list[str], current: dict, basis: str, as_of: dt.date, params: DetectionParams,
+def find_changed_visits(cursor, prefixes: list[str], found: Probe, as_of: dt.date, summary: dict) -> None:
+    """CF_TOUCH for the batch: by watermark, then a full rescan of the prefixes whose sums do not add up."""
+    run_statements(cursor, _fill(sql_file("changed_visits.sql"), prefixes, as_of)
+                   .replace("{candidate_rows}", _rows(prefixes, as_of, "CF_CAND")))
+    totals = {p: (int(n), int(h1), int(h2)) for p, n, h1, h2 in cursor.fetchall()}
+    missed = [p for p in prefixes if totals.get(p, (0, 0, 0)) != found.sums[p]]
+    if missed:
+        for table in ("CF_TOUCH", "CF_CAND_ROWS"):
+            cursor.execute(f"DELETE FROM {table} WHERE {prefix_filter(missed, 'PREFIX')}")
+        run_statements(cursor, _fill(sql_file("changed_visits_rescan.sql"), missed, as_of)
+                       .replace("{touched_rows}", _rows(missed, as_of, "CF_TOUCH WHERE PRESENT")))
+    summary["prefixes_by_watermark"] += len(prefixes) - len(missed)
+    summary["prefixes_rescanned"] += len(missed)
+
+
+def detect_incremental(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: DetectionParams,
+                       summary: dict) -> None:
+    for batch in _batches(prefixes, found.current, BATCH_VISITS):
+        _batch(cursor, batch, found, as_of, params, summary)
+
+
+def _batch(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: DetectionParams,
            summary: dict) -> None:
+    find_changed_visits(cursor, prefixes, found, as_of, summary)
     run_statements(cursor, _sql(prefixes, as_of, params))
     add_bad_input_counts(cursor, summary)
     counts: dict[str, int] = {}
@@ -87,8 +121,8 @@ def _batch(cursor, prefixes: list[str], current: dict, basis: str, as_of: dt.dat
     rows = []
     for p in prefixes:
         old_seq, old_from = seqs[p]
-        rows.append((p, current[p][0], current[p][1], counts.get(p, 0), basis, next_seq(old_seq),
-                     max(old_from, cutoff)))
+        rows.append((p, *found.current[p], counts.get(p, 0), found.basis, next_seq(old_seq),
+                     max(old_from, cutoff), found.watermarks[p], as_of))
     f = prefix_filter(prefixes, "PREFIX")
     names = ", ".join(STATE_NAMES)
     with transaction(cursor):

@@ -1,32 +1,14 @@
--- Incremental detection for changed prefixes whose per-visit state (VISIT_STATE) is valid: find the visits
--- that changed, re-pair only those, and stage exactly the result, state and change-log rows that differ.
+-- Incremental detection for changed prefixes whose per-visit state (VISIT_STATE) is valid: from the visits
+-- that changed (CF_TOUCH, changed_visits.sql), re-pair only those, and stage exactly the result, state and
+-- change-log rows that differ.
 -- Nothing here writes a permanent table; incremental.py applies the staged rows in one transaction.
 -- Row sets are matched by equi-joins on (PREFIX, VISIT_ID) (semi/anti-joins written as joins: the same plan on
 -- both engines, and no per-row key building over a prefix set's million state rows; the few result rows of
 -- a prefix set are matched by key strings).
 
--- 1. Per-visit hashes of the prefixes' visits now (every copy of a VisitID counts), against the state:
---    added (not in the state), removed (deleted, out of the window, moved to another SSN prefix) or changed.
-CREATE OR REPLACE TEMPORARY TABLE CF_TOUCH AS
-WITH n AS (
-  SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, CAST(SUM({h} % {p1}) AS BIGINT) AS H1,
-    CAST(SUM({hs} % {p2}) AS BIGINT) AS H2
-  FROM VISITS.VISITS v
-  JOIN VISITS.CAREGIVERS c ON c.CAREGIVER_KEY = v.CAREGIVER_KEY
-  WHERE v.VISIT_DATE BETWEEN DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}'))
-    AND c.SSN IS NOT NULL AND {visit_prefix_filter}
-  GROUP BY 1, 2
-)
-SELECT COALESCE(n.PREFIX, s.PREFIX) AS PREFIX, COALESCE(n.VISIT_ID, s.VISIT_ID) AS VISIT_ID,
-  n.VISIT_ID IS NOT NULL AS PRESENT, s.VISIT_ID IS NOT NULL AS WAS
-FROM n
-FULL OUTER JOIN (SELECT PREFIX, VISIT_ID, H1, H2 FROM {visit_state_table} WHERE {f}) s
-  ON s.PREFIX = n.PREFIX AND s.VISIT_ID = n.VISIT_ID
-WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2;
-
--- 2. The touched visits' detection fields now (all their copies read, the latest kept) and as stored.
+-- 1. The touched visits' detection fields now (read with the candidates) and as stored.
 CREATE OR REPLACE TEMPORARY TABLE CF_RAW AS
-SELECT r.* FROM ({visit_rows_touched}) r
+SELECT r.* FROM CF_CAND_ROWS r
 JOIN CF_TOUCH t ON t.PREFIX = r.PREFIX AND t.VISIT_ID = r.VISIT_ID AND t.PRESENT;
 
 {visit_state};
@@ -137,12 +119,13 @@ SELECT PREFIX, CONFLICT_TYPE, COUNT(*) AS N FROM (
   SELECT PREFIX, CONFLICT_TYPE FROM CF_ADD
 ) x GROUP BY 1, 2;
 
--- 11. Bad-input counts over the prefixes' visits after the update (the same figures a full recompute gives).
-SELECT PREFIX, {bad_input_counts}
+-- 11. Bad-input counts over the prefixes' visits after the update (the same figures a full recompute gives):
+--     the state's, less the touched visits' old rows, plus their new ones.
+SELECT PREFIX, {bad_input_deltas}
 FROM (
-  SELECT s.PREFIX, s.COPIES, s.S_OK, s.A_OK, s.A_PRESENT, s.IS_MISSED, s.LAT, s.LON, s.SKEWED
-  FROM {visit_state_table} s LEFT JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID
-  WHERE {fs} AND t.VISIT_ID IS NULL
+  SELECT PREFIX, 1 AS W, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM {visit_state_table} WHERE {f}
   UNION ALL
-  SELECT PREFIX, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM CF_VISITS
+  SELECT PREFIX, -1, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM CF_OLD
+  UNION ALL
+  SELECT PREFIX, 1, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM CF_VISITS
 ) x GROUP BY PREFIX

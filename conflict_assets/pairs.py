@@ -26,14 +26,21 @@ def successor_columns() -> str:
     return ",\n  ".join([f"IFF(TRAVEL_OK, LEAD(VISIT_ID) {window}, NULL) AS NEXT_ID", *nexts])
 
 
-# Bad-input counts over rows carrying the per-visit detection fields (warnings, never silent drops).
-BAD_INPUT_COUNTS = """COUNT(*) AS VISITS,
-  COUNT_IF(COPIES > 1) AS DUPLICATE_VISIT_IDS,
-  COUNT_IF(NOT S_OK) AS BAD_SCHEDULED_TIMES,
-  COUNT_IF(NOT A_OK AND A_PRESENT) AS BAD_ACTUAL_TIMES,
-  COUNT_IF(NOT S_OK AND NOT A_OK AND NOT NVL(IS_MISSED, FALSE)) AS UNUSABLE_VISITS,
-  COUNT_IF(LAT IS NULL OR LON IS NULL) AS WITHOUT_GPS,
-  COUNT_IF(SKEWED) AS CLOCK_SKEW"""
+_BAD_INPUT_RULES = [
+    ("VISITS", "TRUE"),
+    ("DUPLICATE_VISIT_IDS", "COPIES > 1"),
+    ("BAD_SCHEDULED_TIMES", "NOT S_OK"),
+    ("BAD_ACTUAL_TIMES", "NOT A_OK AND A_PRESENT"),
+    ("UNUSABLE_VISITS", "NOT S_OK AND NOT A_OK AND NOT NVL(IS_MISSED, FALSE)"),
+    ("WITHOUT_GPS", "LAT IS NULL OR LON IS NULL"),
+    ("CLOCK_SKEW", "SKEWED"),
+]
+
+
+def bad_input_counts(weight: str = "1") -> str:
+    """Bad-input counts over rows carrying the per-visit detection fields (warnings, never silent drops).
+    ``weight`` is a column of +1/-1 when the incremental path adds new and subtracts old rows."""
+    return ",\n  ".join(f"SUM(IFF({rule}, {weight}, 0)) AS {name}" for name, rule in _BAD_INPUT_RULES)
 
 
 def travel_pairs(seq_table: str, condition: str = "TRUE") -> str:

@@ -30,7 +30,7 @@ from tests.pg_helpers import scratch_database
 AS_OF = dt.date(2026, 3, 1)
 REF_DB = "CONFLICT_INCR_REF"
 SOURCE_TABLES = list(table_columns())
-PG_COLUMNS = None  # filled from information_schema: every column but sync timestamps and the flag
+STAMP = "LAST_UPDATED_DATE = CURRENT_TIMESTAMP()::TIMESTAMP_NTZ"
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +59,23 @@ def _wh(warehouse, sql: str) -> list[tuple]:
         return conn.cursor().execute(sql).fetchall()
 
 
-def _run(warehouse, postgres, force: bool = False) -> tuple[dict, dict]:
+def _run(warehouse, postgres, force: bool = False, as_of: dt.date = AS_OF) -> tuple[dict, dict]:
     with warehouse.get_connection() as conn:
-        found = detect(conn.cursor(), PREFIXES, AS_OF, DetectionParams(), force=force)
-    return found, sync(warehouse, postgres, PREFIXES, AS_OF)
+        found = detect(conn.cursor(), PREFIXES, as_of, DetectionParams(), force=force)
+    return found, sync(warehouse, postgres, PREFIXES, as_of)
+
+
+def _assert_equals_from_scratch(pair, label: str, as_of: dt.date = AS_OF) -> dict:
+    """Rebuild B from a copy of A's source and compare everything; returns B's detection summary."""
+    warehouse, postgres, ref_wh, ref_pg = pair
+    _copy_source(warehouse, ref_wh)
+    with ref_wh.get_connection() as conn:
+        reset_tables(conn.cursor())
+    _reset_pg(ref_pg)
+    ref_found, _ = _run(ref_wh, ref_pg, force=True, as_of=as_of)
+    assert _snapshot_wh(warehouse) == _snapshot_wh(ref_wh), label
+    assert _pg_rows(postgres, "\"ConflictStatus\" = 'active'") == _pg_rows(ref_pg), label
+    return ref_found
 
 
 def _copy_source(warehouse, ref_wh) -> None:
@@ -118,8 +131,8 @@ class Editor:
                 exprs.append(f"'{new_id}'")
             elif col in shifted:
                 exprs.append(f"DATEADD(hour, {shift_hours}, {col})")
-            elif col == "LAST_UPDATED_DATE" and later:
-                exprs.append(f"DATEADD(hour, 2, {col})")
+            elif col == "LAST_UPDATED_DATE":
+                exprs.append(f"DATEADD(hour, 2, {col})" if later else STAMP.split(" = ")[1])
             else:
                 exprs.append(col)
         _wh(self.wh, f"INSERT INTO VISITS.VISITS ({', '.join(self.cols)}) SELECT {', '.join(exprs)} "
@@ -148,6 +161,10 @@ class Editor:
             "caregiver_ssn": "UPDATE VISITS.CAREGIVERS SET SSN = '9' || RIGHT(SSN, 8) WHERE CAREGIVER_KEY = "
                              f"(SELECT MIN(CAREGIVER_KEY) FROM VISITS.VISITS {where})",
         }.get(kind)
+        # source systems stamp their edits; some here keep the old stamp, which only the sums check catches
+        stamped = self.rng.random() < 0.75
+        if sql and stamped:
+            sql = sql.replace("UPDATE VISITS.VISITS SET ", f"UPDATE VISITS.VISITS SET {STAMP}, ")
         if kind == "add":
             self._copy(vid, str(uuid.UUID(int=self.rng.getrandbits(128))), hours, later=False)
         elif kind == "duplicate":
@@ -162,7 +179,7 @@ def test_incremental_equals_from_scratch_after_random_edits(pair):
     first, _ = _run(warehouse, postgres)
     assert first["prefixes_full"] > 0 and first["prefixes_incremental"] == 0
     editor = Editor(warehouse, random.Random(5))
-    kinds, written = set(), 0
+    kinds, written, ways = set(), 0, {"prefixes_by_watermark": 0, "prefixes_rescanned": 0}
     for round_number in range(7):
         kinds |= {editor.edit() for _ in range(6)}
         found, synced = _run(warehouse, postgres)
@@ -171,17 +188,15 @@ def test_incremental_equals_from_scratch_after_random_edits(pair):
         assert found["prefixes_full"] == 0 and found["prefixes_incremental"] == found["prefixes_changed"] > 0
         assert 0 < found["visits_repaired"] < found["visits"] / 10
         assert synced["prefixes_incremental"] == found["prefixes_changed"]
+        for key in ways:
+            ways[key] += found[key]
 
-        _copy_source(warehouse, ref_wh)
-        with ref_wh.get_connection() as conn:
-            reset_tables(conn.cursor())
-        _reset_pg(ref_pg)
-        ref_found, _ = _run(ref_wh, ref_pg, force=True)
-        assert _snapshot_wh(warehouse) == _snapshot_wh(ref_wh), f"round {round_number}"
-        assert _pg_rows(postgres, "\"ConflictStatus\" = 'active'") == _pg_rows(ref_pg), f"round {round_number}"
+        ref_found = _assert_equals_from_scratch(pair, f"round {round_number}")
         for key in ("duplicate_visit_ids", "without_gps", "bad_scheduled_times"):
             assert ref_found[key] > 0  # the data keeps exercising the bad-input paths
     assert written > 20  # conflicts really moved
+    # stamped edits were found by the watermark; deletions, moves and unstamped edits by a rescan
+    assert ways["prefixes_by_watermark"] > 0 and ways["prefixes_rescanned"] > 0
     assert kinds >= {"move", "gps_off", "provider", "delete", "add", "duplicate", "other_prefix", "out_of_window"}
     # a whole-prefix comparison of A finds nothing the incremental sync missed
     with postgres.connection() as conn:
@@ -189,6 +204,21 @@ def test_incremental_equals_from_scratch_after_random_edits(pair):
     again = sync(warehouse, postgres, PREFIXES, AS_OF)
     assert again["prefixes_incremental"] == 0 and again["rows_written"] == 0
     assert _pg_rows(postgres, "\"ConflictStatus\" = 'resolved'")  # conflicts that went away were kept, resolved
+
+
+def test_moving_the_window_keeps_the_incremental_result_exact(pair):
+    """A later run date drops the oldest visits, an earlier one brings older history back: both edges are
+    found from the state's VisitDate and the window the state was computed for, without a rescan."""
+    warehouse, postgres, _, _ = pair
+    _run(warehouse, postgres)
+    for days in (10, -20):
+        as_of = AS_OF + dt.timedelta(days=days)
+        found, _ = _run(warehouse, postgres, as_of=as_of)
+        assert found["prefixes_incremental"] == found["prefixes_changed"] > 0 and found["prefixes_full"] == 0
+        assert found["prefixes_by_watermark"] == found["prefixes_changed"] and found["prefixes_rescanned"] == 0
+        ref_found = _assert_equals_from_scratch(pair, f"as of {as_of}", as_of)
+        assert found["visits"] == ref_found["visits"]
+    _run(warehouse, postgres)  # back to the module's date for the tests after this one
 
 
 def test_a_dimension_change_falls_back_to_a_full_prefix_recompute(pair):

@@ -1,0 +1,42 @@
+-- The visits of a batch that changed since VISIT_STATE was written, by watermark: CF_TOUCH (PREFIX, VISIT_ID,
+-- PRESENT = in the window now, WAS = in the state, D_* = what the visit adds to the prefix's sums).
+-- Candidates: visits stamped (LAST_UPDATED_DATE) after the prefix's watermark less the lookback, visits in
+-- the part of today's window the state's window did not cover, and state rows now outside the window. Only
+-- the candidates are read (CF_CAND_ROWS, which incremental.sql narrows to the changed ones). What a watermark cannot see (a deletion, an SSN moved to another prefix, an edit
+-- that kept its old stamp) shows in the last statement: the state plus the deltas must add up to the sums
+-- the fingerprint query just measured; incremental.py rescans the prefixes where they do not.
+
+CREATE OR REPLACE TEMPORARY TABLE CF_CAND AS
+SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID
+FROM VISITS.VISITS v
+JOIN VISITS.CAREGIVERS c ON c.CAREGIVER_KEY = v.CAREGIVER_KEY
+JOIN {prefix_state_table} m ON m.PREFIX = LEFT(c.SSN, 3)
+WHERE {in_window} AND c.SSN IS NOT NULL AND {visit_prefix_filter}
+  AND (v.LAST_UPDATED_DATE >= DATEADD(second, m.WATERMARK - {lookback_seconds}, TO_TIMESTAMP_NTZ('1970-01-01 00:00:00'))
+       OR v.VISIT_DATE < DATEADD(year, -2, m.AS_OF) OR v.VISIT_DATE > DATEADD(day, 45, m.AS_OF))
+UNION
+SELECT PREFIX, VISIT_ID FROM {visit_state_table}
+WHERE {f} AND NOT (VISIT_DATE BETWEEN DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}')));
+
+-- the candidates as they are now: detection fields, and hashes over every copy of the VisitID (one read)
+CREATE OR REPLACE TEMPORARY TABLE CF_CAND_ROWS AS
+SELECT r.* FROM ({candidate_rows}) r
+JOIN CF_CAND k ON k.PREFIX = r.PREFIX AND k.VISIT_ID = r.VISIT_ID;
+
+CREATE OR REPLACE TEMPORARY TABLE CF_TOUCH AS
+SELECT COALESCE(n.PREFIX, s.PREFIX) AS PREFIX, COALESCE(n.VISIT_ID, s.VISIT_ID) AS VISIT_ID,
+  n.VISIT_ID IS NOT NULL AS PRESENT, s.VISIT_ID IS NOT NULL AS WAS,
+  NVL(n.COPIES, 0) - NVL(s.COPIES, 0) AS D_ROWS, NVL(n.H1, 0) - NVL(s.H1, 0) AS D_H1, NVL(n.H2, 0) - NVL(s.H2, 0) AS D_H2
+FROM CF_CAND_ROWS n
+FULL OUTER JOIN (
+  SELECT s.PREFIX, s.VISIT_ID, s.COPIES, s.H1, s.H2 FROM {visit_state_table} s
+  JOIN CF_CAND k ON k.PREFIX = s.PREFIX AND k.VISIT_ID = s.VISIT_ID
+) s ON s.PREFIX = n.PREFIX AND s.VISIT_ID = n.VISIT_ID
+WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2;
+
+-- per prefix: rows, H1 and H2 sums of the state once the deltas are applied
+SELECT PREFIX, SUM(R), SUM(H1), SUM(H2) FROM (
+  SELECT PREFIX, COPIES AS R, H1, H2 FROM {visit_state_table} WHERE {f}
+  UNION ALL
+  SELECT PREFIX, D_ROWS, D_H1, D_H2 FROM CF_TOUCH
+) x GROUP BY PREFIX

@@ -1,0 +1,21 @@
+-- The changed visits of prefixes the watermark could not account for: hash every visit of their window and
+-- diff against VISIT_STATE (added, removed, changed; the D_* sums are not needed here), then read the
+-- present ones (incremental.py has removed these prefixes' rows from CF_TOUCH and CF_CAND_ROWS).
+INSERT INTO CF_TOUCH
+SELECT COALESCE(n.PREFIX, s.PREFIX), COALESCE(n.VISIT_ID, s.VISIT_ID), n.VISIT_ID IS NOT NULL,
+  s.VISIT_ID IS NOT NULL, 0, 0, 0
+FROM (
+  SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, CAST(SUM({h} % {p1}) AS BIGINT) AS H1,
+    CAST(SUM({hs} % {p2}) AS BIGINT) AS H2
+  FROM VISITS.VISITS v
+  JOIN VISITS.CAREGIVERS c ON c.CAREGIVER_KEY = v.CAREGIVER_KEY
+  WHERE {in_window} AND c.SSN IS NOT NULL AND {visit_prefix_filter}
+  GROUP BY 1, 2
+) n
+FULL OUTER JOIN (SELECT PREFIX, VISIT_ID, H1, H2 FROM {visit_state_table} WHERE {f}) s
+  ON s.PREFIX = n.PREFIX AND s.VISIT_ID = n.VISIT_ID
+WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2;
+
+INSERT INTO CF_CAND_ROWS
+SELECT r.* FROM ({touched_rows}) r
+JOIN CF_TOUCH t ON t.PREFIX = r.PREFIX AND t.VISIT_ID = r.VISIT_ID AND t.PRESENT
