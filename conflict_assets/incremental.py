@@ -23,8 +23,8 @@ import time
 
 from conflict_assets.detection import (
     CHANGES_TABLE, DETECTION_FIELDS, PREFIX_STATE, PRIMES, RESULT_TABLE, STATE_NAMES, VISIT_STATE, DetectionParams,
-    Probe, _batches, add_bad_input_counts, detection_select, fill, next_seq, prefix_values, row_hashes,
-    run_statements, stored_sequences, write_prefix_state,
+    Probe, _batches, add_bad_input_counts, detection_select, fill, next_seq, row_hashes,
+    run_statements, stage_prefix_rows, stored_sequences, write_prefix_state,
 )
 from conflict_assets.pairs import bad_input_counts, result_rows, travel_pairs
 from conflict_assets.source_schema import prefix_filter, sql_file, visit_rows_sql
@@ -125,6 +125,7 @@ def _batch(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: De
                      max(old_from, cutoff), found.watermarks[p], as_of))
     f = prefix_filter(prefixes, "PREFIX")
     names = ", ".join(STATE_NAMES)
+    stage_prefix_rows(cursor, rows)
     with transaction(cursor):
         cursor.execute(f"DELETE FROM {RESULT_TABLE} USING CF_DEL WHERE {RESULT_TABLE}.PREFIX = CF_DEL.PREFIX "
                        f"AND {RESULT_TABLE}.CONFLICTID = CF_DEL.CONFLICTID AND {RESULT_TABLE}.VISIT_ID = CF_DEL.VISIT_ID")
@@ -133,8 +134,7 @@ def _batch(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: De
         cursor.execute(f"DELETE FROM {VISIT_STATE} USING CF_STATE_KEYS WHERE {VISIT_STATE}.PREFIX = CF_STATE_KEYS.PREFIX "
                        f"AND {VISIT_STATE}.VISIT_ID = CF_STATE_KEYS.VISIT_ID")
         cursor.execute(f"INSERT INTO {VISIT_STATE} ({names}) SELECT {names} FROM CF_STATE_NEW")
-        cursor.execute(f"INSERT INTO {CHANGES_TABLE} SELECT l.PREFIX, s.column2, l.VISIT_ID FROM CF_LOG l "
-                       f"JOIN (SELECT column1, column2 FROM VALUES {prefix_values([(r[0], r[5]) for r in rows])}) s "
-                       "ON s.column1 = l.PREFIX")
+        cursor.execute(f"INSERT INTO {CHANGES_TABLE} SELECT l.PREFIX, s.SEQ, l.VISIT_ID FROM CF_LOG l "
+                       "JOIN CF_PREFIX_ROWS s ON s.PREFIX = l.PREFIX")
         cursor.execute(f"DELETE FROM {CHANGES_TABLE} WHERE {f} AND SEQ <= {cutoff}")
-        write_prefix_state(cursor, rows)
+        write_prefix_state(cursor, prefixes)

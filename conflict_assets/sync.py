@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from conflict_assets.columns import COLUMNS, NAMES
 from conflict_assets.detection import (
-    CHANGES_TABLE, PREFIX_STATE, RESULT_TABLE, STATE_TABLE, prefix_values, statements_from_text,
+    CHANGES_TABLE, PREFIX_STATE, RESULT_TABLE, STATE_TABLE, literal_rows, statements_from_text,
 )
 from conflict_assets.source_schema import prefix_filter, sql_file, visit_rows_sql
 
@@ -167,8 +167,8 @@ def _fetch(wcur, changed: list[str], full: list[str], since: dict, as_of: dt.dat
     incremental = [(p, since[p]) for p in changed if since[p] is not None]
     if incremental:
         wcur.execute("CREATE OR REPLACE TEMPORARY TABLE CF_SYNC_TOUCH AS SELECT DISTINCT c.PREFIX, c.VISIT_ID "
-                     f"FROM {CHANGES_TABLE} c JOIN (SELECT column1 AS P, column2 AS S FROM VALUES "
-                     f"{prefix_values(incremental)}) w ON c.PREFIX = w.P AND c.SEQ > w.S")
+                     f"FROM {CHANGES_TABLE} c JOIN ({literal_rows(incremental, [('P', 'VARCHAR'), ('S', 'BIGINT')])}) w "
+                     "ON c.PREFIX = w.P AND c.SEQ > w.S")
         wcur.execute("SELECT PREFIX, VISIT_ID FROM CF_SYNC_TOUCH")
         touched = _arrow(wcur)
         counts["warehouse_queries"] += 2
