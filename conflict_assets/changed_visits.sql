@@ -16,7 +16,7 @@ WHERE {in_window} AND c.SSN IS NOT NULL AND {visit_prefix_filter}
        OR v.VISIT_DATE < DATEADD(year, -2, m.AS_OF) OR v.VISIT_DATE > DATEADD(day, 45, m.AS_OF))
 UNION
 SELECT PREFIX, VISIT_ID FROM {visit_state_table}
-WHERE {f} AND NOT (VISIT_DATE BETWEEN DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}')));
+WHERE {f} AND NOT (VISIT_DATE BETWEEN {window});
 
 -- the candidates as they are now: detection fields, and hashes over every copy of the VisitID (one read)
 CREATE OR REPLACE TEMPORARY TABLE CF_CAND_ROWS AS

@@ -41,7 +41,7 @@ def _fill(sql: str, prefixes: list[str], as_of: dt.date) -> str:
     """The placeholders every incremental statement shares."""
     h, hs = row_hashes()
     window = "DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}'))"
-    return (sql.replace("{in_window}", f"v.VISIT_DATE BETWEEN {window}")
+    return (sql.replace("{in_window}", f"v.VISIT_DATE BETWEEN {window}").replace("{window}", window)
             .replace("{h}", h).replace("{hs}", hs)
             .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
             .replace("{as_of}", as_of.isoformat())
