@@ -95,14 +95,22 @@ class DetectionParams:
         return ",".join(f"{k}={v}" for k, v in sorted(asdict(self).items()))
 
 
+# columns a table must have for this release to use it as it stands
+_REQUIRED = {"VISIT_CONFLICTS": set(), "DETECTION_STATE": set(), "VISIT_CHANGES": set(),
+             "VISIT_STATE": set(STATE_NAMES), "PREFIX_STATE": {"BASIS", "WATERMARK", "AS_OF"}}
+
+
 def ensure_tables(cursor) -> None:
-    # State written before the watermark columns existed cannot drive the watermark path: drop it, so each
-    # prefix is recomputed in full once (both tables are derived; the result and the sync are untouched).
-    cursor.execute("SELECT COUNT_IF(column_name = 'NEXT_ID'), COUNT_IF(column_name IN ('VISIT_DATE', 'WATERMARK')) "
-                   "FROM information_schema.columns WHERE table_schema = 'CONFLICTS' "
-                   "AND table_name IN ('VISIT_STATE', 'PREFIX_STATE')")
-    existing, current = cursor.fetchone()
-    if existing and current < 2:
+    """One catalog query when everything is in place (every run and sensor tick calls this)."""
+    cursor.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'CONFLICTS'")
+    have: dict[str, set[str]] = {}
+    for table, column in cursor.fetchall():
+        have.setdefault(table.upper(), set()).add(column.upper())
+    if all(table in have and need <= have[table] for table, need in _REQUIRED.items()):
+        return
+    # State written under an older layout cannot drive the incremental path: drop it, so each prefix is
+    # recomputed in full once (both tables are derived; the result and the sync are untouched).
+    if any(t in have and not _REQUIRED[t] <= have[t] for t in ("VISIT_STATE", "PREFIX_STATE")):
         cursor.execute(f"DROP TABLE IF EXISTS {VISIT_STATE}")
         cursor.execute(f"DROP TABLE IF EXISTS {PREFIX_STATE}")
     for stmt in _SETUP:
@@ -199,6 +207,7 @@ def detect(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams 
     summary = {"prefixes": len(prefixes), "prefixes_changed": len(changed),
                "prefixes_skipped": len(prefixes) - len(changed), "prefixes_full": len(full),
                "prefixes_incremental": len(incremental), "prefixes_by_watermark": 0, "prefixes_rescanned": 0,
+               "sequences_by_islands": 0, "sequences_read_whole": 0,
                "visits": sum(n for _, n in current.values()),
                "visits_changed": 0, "visits_repaired": 0, "conflict_rows": 0, "conflict_rows_written": 0,
                "time_overlap_conflicts": 0, "travel_time_conflicts": 0, **{k: 0 for k in BAD_INPUT_KEYS}}

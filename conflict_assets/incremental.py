@@ -35,6 +35,9 @@ LOG_RETENTION_MS = 7 * 86_400_000  # a sync further behind than this compares it
 # Rows committed late with an older LAST_UPDATED_DATE than the watermark are still found within this; later
 # ones are caught by the sums check (a rescan of their prefix), so it trades speed, never correctness.
 WATERMARK_LOOKBACK_SECONDS = 2 * 3600
+# Successors are recomputed within this many days of each change (incremental.sql, step 4). Wider reads more
+# visits per change; narrower sends more caregivers (a gap this long next to a change) to a whole-sequence read.
+ISLAND_DAYS = 10
 
 
 def _fill(sql: str, prefixes: list[str], as_of: dt.date) -> str:
@@ -46,6 +49,8 @@ def _fill(sql: str, prefixes: list[str], as_of: dt.date) -> str:
             .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
             .replace("{as_of}", as_of.isoformat())
             .replace("{lookback_seconds}", str(WATERMARK_LOOKBACK_SECONDS))
+            .replace("{island_days}", str(ISLAND_DAYS))
+            .replace("{island_offsets}", ", ".join(f"({k})" for k in range(-ISLAND_DAYS, ISLAND_DAYS + 1)))
             .replace("{visit_prefix_filter}", prefix_filter(prefixes))
             .replace("{visit_state_table}", VISIT_STATE)
             .replace("{prefix_state_table}", PREFIX_STATE)
@@ -59,9 +64,9 @@ def _sql(prefixes: list[str], as_of: dt.date, params: DetectionParams) -> str:
     sql = (sql_file("incremental.sql")
            .replace("{visit_state}", sql_file("visit_state.sql"))
            .replace("{travel_pairs}", travel_pairs(
-               "(SELECT a.* FROM CF_AFTER a LEFT JOIN CF_CHG c ON c.PREFIX = a.PREFIX AND c.VISIT_ID = a.VISIT_ID "
-               "LEFT JOIN CF_CHG n ON n.PREFIX = a.PREFIX AND n.VISIT_ID = a.NEXT_ID "
-               "WHERE c.VISIT_ID IS NOT NULL OR n.VISIT_ID IS NOT NULL) s"))
+               "(SELECT a.* FROM CF_AFTER a LEFT JOIN CF_DET c ON c.PREFIX = a.PREFIX AND c.VISIT_ID = a.VISIT_ID "
+               "LEFT JOIN CF_DET n ON n.PREFIX = a.PREFIX AND n.VISIT_ID = a.NEXT_ID WHERE a.CERTAIN AND "
+               "(c.VISIT_ID IS NOT NULL OR n.VISIT_ID IS NOT NULL OR a.NEXT_ID IS DISTINCT FROM a.OLD_NEXT)) s"))
            .replace("{result_rows}", result_rows("CF_OVERLAPS", "CF_TRAVEL"))
            .replace("{same_detection_fields}",
                     " AND ".join(f"n.{c} IS NOT DISTINCT FROM o.{c}" for c in DETECTION_FIELDS))
@@ -109,12 +114,15 @@ def _batch(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: De
         counts[prefix] = counts.get(prefix, 0) + int(n)
         summary["time_overlap_conflicts" if ctype == "TIME_OVERLAP" else "travel_time_conflicts"] += int(n) // 2
     summary["conflict_rows"] += sum(counts.values())
-    touched, repaired, written = cursor.execute(
+    touched, repaired, written, around, whole = cursor.execute(
         "SELECT (SELECT COUNT(*) FROM CF_TOUCH), (SELECT COUNT(*) FROM CF_DET), "
-        "(SELECT COUNT(*) FROM CF_DEL) + (SELECT COUNT(*) FROM CF_ADD)").fetchone()
+        "(SELECT COUNT(*) FROM CF_DEL) + (SELECT COUNT(*) FROM CF_ADD), "
+        "(SELECT COUNT(DISTINCT SSN) FROM CF_DAYS), (SELECT COUNT(*) FROM CF_WHOLE)").fetchone()
     summary["visits_changed"] += int(touched)
     summary["visits_repaired"] += int(repaired)
     summary["conflict_rows_written"] += int(written)
+    summary["sequences_by_islands"] += int(around) - int(whole)
+    summary["sequences_read_whole"] += int(whole)
 
     seqs = stored_sequences(cursor, prefixes)
     cutoff = int(time.time() * 1000) - LOG_RETENTION_MS

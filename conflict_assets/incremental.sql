@@ -27,31 +27,91 @@ FROM CF_VISITS n
 FULL OUTER JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
 WHERE n.VISIT_ID IS NULL OR o.VISIT_ID IS NULL OR NOT ({same_detection_fields});
 
-CREATE OR REPLACE TEMPORARY TABLE CF_SSNS AS
-SELECT DISTINCT SSN FROM (SELECT OLD_SSN AS SSN FROM CF_DET UNION ALL SELECT NEW_SSN FROM CF_DET) x
-WHERE SSN IS NOT NULL;
-
 -- 4. The affected caregivers' visits as they are now, each with its successor now (NEXT_ID) and as stored
---    (OLD_NEXT). Only these caregivers' sequences can have changed.
-CREATE OR REPLACE TEMPORARY TABLE CF_AFTER AS
-SELECT x.*,
-  {successor_columns}
-FROM (
-  SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED FROM {visit_state_table} s
-  JOIN CF_SSNS g ON g.SSN = s.SSN
-  LEFT JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID
-  WHERE {fs} AND t.VISIT_ID IS NULL
-  UNION ALL
-  SELECT {n_fields}, o.NEXT_ID, TRUE FROM CF_VISITS n
-  JOIN CF_SSNS g ON g.SSN = n.SSN
-  LEFT JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
-) x;
+--    (OLD_NEXT). A caregiver's travel sequence (usable visits by effective start) changes only around the
+--    changed visits' old and new positions, so only the visits within {island_days} days of them are read:
+--    "islands". Within an island the successor is exact for all but its last visit. An island is self-contained
+--    when its first and last visits are unchanged ones: then nothing outside it sees a different successor,
+--    and its last visit keeps the successor it had. A caregiver with an island that is not (a gap of more
+--    than {island_days} days next to a change, a change at the start or end of the sequence) is read whole,
+--    as before.
+CREATE OR REPLACE TEMPORARY TABLE CF_PTS AS
+SELECT n.SSN, n.E0, FALSE AS GHOST FROM CF_VISITS n
+JOIN CF_DET d ON d.PREFIX = n.PREFIX AND d.VISIT_ID = n.VISIT_ID WHERE n.TRAVEL_OK
+UNION ALL
+SELECT o.SSN, o.E0, TRUE FROM CF_OLD o
+JOIN CF_DET d ON d.PREFIX = o.PREFIX AND d.VISIT_ID = o.VISIT_ID WHERE o.TRAVEL_OK;
 
--- visits whose successor changed, and the changed visits: a travel pair can only differ if one is in here
-CREATE OR REPLACE TEMPORARY TABLE CF_CHG AS
-SELECT PREFIX, VISIT_ID FROM CF_DET
-UNION
-SELECT PREFIX, VISIT_ID FROM CF_AFTER WHERE NEXT_ID IS DISTINCT FROM OLD_NEXT;
+-- the days within {island_days} of a position, each with its island (windows merged where they touch)
+CREATE OR REPLACE TEMPORARY TABLE CF_DAYS AS
+SELECT DISTINCT p.SSN, p.DAY + k.K AS DAY, p.ISLAND
+FROM (
+  SELECT SSN, DAY, SUM(IFF(DAY - PREV > 2 * {island_days} + 1, 1, 0))
+    OVER (PARTITION BY SSN ORDER BY DAY ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS ISLAND
+  FROM (
+    SELECT SSN, DAY, LAG(DAY) OVER (PARTITION BY SSN ORDER BY DAY) AS PREV
+    FROM (SELECT DISTINCT SSN, CAST(FLOOR(E0 / 86400) AS BIGINT) AS DAY FROM CF_PTS) d
+  ) q
+) p
+JOIN (SELECT column1 AS K FROM VALUES {island_offsets}) k ON TRUE;
+
+-- the travel-usable visits in the islands, as they are now (KIND: U unchanged, T touched, D changed)
+CREATE OR REPLACE TEMPORARY TABLE CF_NEAR AS
+SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED, i.ISLAND, 'U' AS KIND FROM {visit_state_table} s
+JOIN CF_DAYS i ON i.SSN = s.SSN AND i.DAY = CAST(FLOOR(s.E0 / 86400) AS BIGINT)
+LEFT JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID
+WHERE {fs} AND s.TRAVEL_OK AND t.VISIT_ID IS NULL
+UNION ALL
+SELECT {n_fields}, o.NEXT_ID, TRUE, i.ISLAND, IFF(d.VISIT_ID IS NULL, 'T', 'D') FROM CF_VISITS n
+JOIN CF_DAYS i ON i.SSN = n.SSN AND i.DAY = CAST(FLOOR(n.E0 / 86400) AS BIGINT)
+LEFT JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
+LEFT JOIN CF_DET d ON d.PREFIX = n.PREFIX AND d.VISIT_ID = n.VISIT_ID
+WHERE n.TRAVEL_OK;
+
+-- caregivers with an island that is not self-contained (old positions, G, count for the ends too)
+CREATE OR REPLACE TEMPORARY TABLE CF_WHOLE AS
+SELECT DISTINCT SSN FROM (
+  SELECT SSN, KIND,
+    ROW_NUMBER() OVER (PARTITION BY SSN, ISLAND ORDER BY E0, VISIT_ID) AS FIRST_N,
+    ROW_NUMBER() OVER (PARTITION BY SSN, ISLAND ORDER BY E0 DESC, VISIT_ID DESC) AS LAST_N
+  FROM (
+    SELECT SSN, ISLAND, E0, VISIT_ID, KIND FROM CF_NEAR
+    UNION ALL
+    SELECT o.SSN, i.ISLAND, o.E0, o.VISIT_ID, 'G' FROM CF_OLD o
+    JOIN CF_DET d ON d.PREFIX = o.PREFIX AND d.VISIT_ID = o.VISIT_ID
+    JOIN CF_DAYS i ON i.SSN = o.SSN AND i.DAY = CAST(FLOOR(o.E0 / 86400) AS BIGINT)
+    WHERE o.TRAVEL_OK
+  ) x
+) y
+WHERE (FIRST_N = 1 OR LAST_N = 1) AND KIND IN ('D', 'G');
+
+-- CERTAIN: NEXT_ID is exact (every visit but an island's last, whose successor did not change)
+CREATE OR REPLACE TEMPORARY TABLE CF_AFTER AS
+SELECT {fields}, OLD_NEXT, TOUCHED, CERTAIN, IFF(CERTAIN, NEXT_ID, OLD_NEXT) AS NEXT_ID,
+  NEXT_E0, NEXT_LAT, NEXT_LON, NEXT_PROVIDER
+FROM (
+  SELECT x.*,
+    {successor_columns},
+    ISLAND IS NULL OR ROW_NUMBER() OVER (PARTITION BY SSN, ISLAND ORDER BY E0 DESC, VISIT_ID DESC) > 1 AS CERTAIN
+  FROM (
+    SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED, NULL AS ISLAND FROM {visit_state_table} s
+    JOIN CF_WHOLE g ON g.SSN = s.SSN
+    LEFT JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID
+    WHERE {fs} AND t.VISIT_ID IS NULL
+    UNION ALL
+    SELECT {n_fields}, o.NEXT_ID, TRUE, NULL FROM CF_VISITS n
+    JOIN CF_WHOLE g ON g.SSN = n.SSN
+    LEFT JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
+    UNION ALL
+    SELECT {n_fields}, n.OLD_NEXT, n.TOUCHED, n.ISLAND FROM CF_NEAR n
+    LEFT JOIN CF_WHOLE g ON g.SSN = n.SSN
+    WHERE g.SSN IS NULL
+  ) x
+) z;
+
+-- visits whose successor changed, with the successor they had: their old travel pair is re-evaluated
+CREATE OR REPLACE TEMPORARY TABLE CF_NCHG AS
+SELECT PREFIX, VISIT_ID, OLD_NEXT FROM CF_AFTER WHERE NEXT_ID IS DISTINCT FROM OLD_NEXT;
 
 -- 5. Time overlaps of the changed visits (new positions) with every visit of their caregiver nearby: the same
 --    bucket join, halo and overlap test as the full path, from the changed side.
@@ -69,7 +129,8 @@ FROM (
 ) o
 WHERE OVERLAP_SECONDS > {tolerance_seconds};
 
--- 6. Travel time over the consecutive pairs that can differ.
+-- 6. Travel time over the consecutive pairs that can differ: those starting at a changed visit, at a visit
+--    whose successor changed or is a changed visit.
 CREATE OR REPLACE TEMPORARY TABLE CF_TRAVEL AS
 {travel_pairs};
 
@@ -83,8 +144,11 @@ FROM {result_table}
 WHERE {f} AND (
   (CONFLICT_TYPE = 'TIME_OVERLAP' AND (PREFIX || VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_DET)
                                       OR PREFIX || OTHER_VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_DET)))
-  OR (CONFLICT_TYPE = 'TRAVEL_TIME' AND (PREFIX || VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_CHG)
-                                        OR PREFIX || OTHER_VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_CHG))));
+  OR (CONFLICT_TYPE = 'TRAVEL_TIME' AND (PREFIX || VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_DET)
+                                        OR PREFIX || OTHER_VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM CF_DET)
+                                        OR PREFIX || VISIT_ID || OTHER_VISIT_ID IN (
+                                          SELECT PREFIX || VISIT_ID || OLD_NEXT FROM CF_NCHG
+                                          UNION ALL SELECT PREFIX || OLD_NEXT || VISIT_ID FROM CF_NCHG))));
 
 CREATE OR REPLACE TEMPORARY TABLE CF_DEL AS SELECT * FROM CF_OLDRES EXCEPT SELECT * FROM CF_NEW;
 
@@ -98,14 +162,15 @@ UNION SELECT PREFIX, VISIT_ID FROM CF_ADD
 UNION SELECT PREFIX, VISIT_ID FROM CF_TOUCH
   WHERE PREFIX || VISIT_ID IN (SELECT PREFIX || VISIT_ID FROM {result_table} WHERE {f});
 
--- 9. New state rows: touched visits, and visits whose successor changed; the keys they replace.
+-- 9. New state rows: touched visits, and visits whose successor changed; the keys they replace. A touched
+--    visit outside the islands keeps its successor (none if it is not travel-usable).
 CREATE OR REPLACE TEMPORARY TABLE CF_STATE_NEW AS
 SELECT {fields}, NEXT_ID FROM CF_AFTER WHERE TOUCHED OR NEXT_ID IS DISTINCT FROM OLD_NEXT
 UNION ALL
-SELECT {n_fields}, o.NEXT_ID FROM CF_VISITS n
+SELECT {n_fields}, IFF(n.TRAVEL_OK, o.NEXT_ID, NULL) FROM CF_VISITS n
 LEFT JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
-LEFT JOIN CF_SSNS g ON g.SSN = n.SSN
-WHERE g.SSN IS NULL;
+LEFT JOIN CF_AFTER a ON a.PREFIX = n.PREFIX AND a.VISIT_ID = n.VISIT_ID
+WHERE a.VISIT_ID IS NULL;
 
 CREATE OR REPLACE TEMPORARY TABLE CF_STATE_KEYS AS
 SELECT PREFIX, VISIT_ID FROM CF_TOUCH UNION SELECT PREFIX, VISIT_ID FROM CF_STATE_NEW;

@@ -179,7 +179,8 @@ def test_incremental_equals_from_scratch_after_random_edits(pair):
     first, _ = _run(warehouse, postgres)
     assert first["prefixes_full"] > 0 and first["prefixes_incremental"] == 0
     editor = Editor(warehouse, random.Random(5))
-    kinds, written, ways = set(), 0, {"prefixes_by_watermark": 0, "prefixes_rescanned": 0}
+    kinds, written = set(), 0
+    ways = {"prefixes_by_watermark": 0, "prefixes_rescanned": 0, "sequences_by_islands": 0, "sequences_read_whole": 0}
     for round_number in range(7):
         kinds |= {editor.edit() for _ in range(6)}
         found, synced = _run(warehouse, postgres)
@@ -197,6 +198,8 @@ def test_incremental_equals_from_scratch_after_random_edits(pair):
     assert written > 20  # conflicts really moved
     # stamped edits were found by the watermark; deletions, moves and unstamped edits by a rescan
     assert ways["prefixes_by_watermark"] > 0 and ways["prefixes_rescanned"] > 0
+    # successors were recomputed around the changes, and over whole sequences where an island was not closed
+    assert ways["sequences_by_islands"] > 0 and ways["sequences_read_whole"] > 0
     assert kinds >= {"move", "gps_off", "provider", "delete", "add", "duplicate", "other_prefix", "out_of_window"}
     # a whole-prefix comparison of A finds nothing the incremental sync missed
     with postgres.connection() as conn:
