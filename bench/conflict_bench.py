@@ -10,9 +10,10 @@ the window with the full join, then updates PostgreSQL by VisitID one row at a t
 source change, then after changing visits as a source system does (stamping LastUpdatedDate): 1% concentrated
 in 1% of the prefixes; 1% spread over all prefixes in a column detection does not read (billing); 0.1% and 1%
 spread over all prefixes in the times detection pairs on; 1% of times again without stamps (found by the
-fingerprint sums, rescanning each prefix). Those are engine figures (the assets' functions called directly). Then the same through Dagster
-(bench/conflict_dagster.py): a full refresh as 4 range runs, a sensor tick with no source change, and a
-spread 1% time change picked up by a sensor tick and run in the ranges it requests.
+fingerprint sums, rescanning each prefix); 10% of times, for the slope. Those are engine figures (the
+assets' functions called directly). Then the same through Dagster (bench/conflict_dagster.py): a full
+refresh as 4 range runs, a sensor tick with no source change, and a spread 1% time change picked up by a
+sensor tick and run in the ranges it requests.
 The old job runs on a random sample of batches by default and is extrapolated linearly (printed as such).
 It works in its own databases (PostgreSQL ``conflict_bench``, warehouse ``CONFLICT_BENCH``), never on dev
 data. Nothing printed carries an SSN.
@@ -104,7 +105,8 @@ def run_ours(warehouse, postgres, as_of: dt.date) -> dict:
     counter = Counter()
     wh = CountingWarehouse(warehouse, counter)
     totals = {"rows_fetched": 0, "rows_written": 0, "rows_compared": 0, "prefixes_skipped": 0}
-    found = {"visits_repaired": 0, "conflict_rows_written": 0, "prefixes_rescanned": 0}
+    found = {"visits_repaired": 0, "conflict_rows_written": 0, "prefixes_rescanned": 0, "sequences_by_islands": 0,
+             "sequences_read_whole": 0}
     started = time.monotonic()
     setup_postgres(postgres)
     for lo in range(0, len(PREFIXES), PARTITIONS_PER_RUN):
@@ -255,15 +257,17 @@ def main(argv: list[str] | None = None) -> None:
     for label, where, what, stamped in (("1%", "APP_VISIT_ID % 100 = 0", BILLING, True),
                                         ("0.1%", "APP_VISIT_ID % 1000 = 5", TIMES, True),
                                         ("1%", "APP_VISIT_ID % 100 = 1", TIMES, True),
-                                        ("1%", "APP_VISIT_ID % 100 = 3", TIMES, False)):
+                                        ("1%", "APP_VISIT_ID % 100 = 3", TIMES, False),
+                                        ("10%", "APP_VISIT_ID % 10 = 9", TIMES, True)):
         changed = change_visits(warehouse, where, what, stamped)
         step = f"{label} {'billing' if what == BILLING else 'times +90 min'}{'' if stamped else ', not stamped'}"
         spread[step] = run_ours(warehouse, postgres, opts.as_of)
         r = spread[step]
         _line(f"new: {changed:,} visits ({step})", r["seconds"], r["warehouse_queries"], r["rows_fetched"],
               r["rows_written"], f"({r['visits_repaired']:,} visits re-paired, {r['conflict_rows_written']:,} "
-              f"conflict rows rewritten; {r['prefixes_rescanned']} prefixes rescanned)")
-    for step in ("0.1% times +90 min", "1% times +90 min"):
+              f"conflict rows rewritten; {r['prefixes_rescanned']} prefixes rescanned; successors around the "
+              f"changes for {r['sequences_by_islands']:,} caregivers, whole for {r['sequences_read_whole']:,})")
+    for step in ("0.1% times +90 min", "1% times +90 min", "10% times +90 min"):
         print(f"spread {step} / full refresh: {spread[step]['seconds'] / full['seconds']:.0%}; above the "
               f"no-change rerun: {(spread[step]['seconds'] - rerun['seconds']) / full['seconds']:.0%}")
     if not opts.no_dagster:
