@@ -36,10 +36,10 @@ WHERE n.VISIT_ID IS NULL OR o.VISIT_ID IS NULL OR NOT ({same_detection_fields});
 --    than {island_days} days next to a change, a change at the start or end of the sequence) is read whole,
 --    as before.
 CREATE OR REPLACE TEMPORARY TABLE CF_PTS AS
-SELECT n.SSN, n.E0, FALSE AS GHOST FROM CF_VISITS n
+SELECT n.SSN, n.E0 FROM CF_VISITS n
 JOIN CF_DET d ON d.PREFIX = n.PREFIX AND d.VISIT_ID = n.VISIT_ID WHERE n.TRAVEL_OK
 UNION ALL
-SELECT o.SSN, o.E0, TRUE FROM CF_OLD o
+SELECT o.SSN, o.E0 FROM CF_OLD o
 JOIN CF_DET d ON d.PREFIX = o.PREFIX AND d.VISIT_ID = o.VISIT_ID WHERE o.TRAVEL_OK;
 
 -- the days within {island_days} of a position, each with its island (windows merged where they touch)
