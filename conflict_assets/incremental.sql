@@ -35,11 +35,12 @@ WHERE n.VISIT_ID IS NULL OR o.VISIT_ID IS NULL OR NOT ({same_detection_fields});
 --    and its last visit keeps the successor it had. A caregiver with an island that is not (a gap of more
 --    than {island_days} days next to a change, a change at the start or end of the sequence) is read whole,
 --    as before.
+-- the changed visits' positions: new ones, and old ones (GHOST: in the state, no longer in the sequence there)
 CREATE OR REPLACE TEMPORARY TABLE CF_PTS AS
-SELECT n.SSN, n.E0 FROM CF_VISITS n
+SELECT n.SSN, n.E0, n.VISIT_ID, FALSE AS GHOST FROM CF_VISITS n
 JOIN CF_DET d ON d.PREFIX = n.PREFIX AND d.VISIT_ID = n.VISIT_ID WHERE n.TRAVEL_OK
 UNION ALL
-SELECT o.SSN, o.E0 FROM CF_OLD o
+SELECT o.SSN, o.E0, o.VISIT_ID, TRUE FROM CF_OLD o
 JOIN CF_DET d ON d.PREFIX = o.PREFIX AND d.VISIT_ID = o.VISIT_ID WHERE o.TRAVEL_OK;
 
 -- the days within {island_days} of a position, each with its island (windows merged where they touch)
@@ -77,10 +78,9 @@ SELECT DISTINCT SSN FROM (
   FROM (
     SELECT SSN, ISLAND, E0, VISIT_ID, KIND FROM CF_NEAR
     UNION ALL
-    SELECT o.SSN, i.ISLAND, o.E0, o.VISIT_ID, 'G' FROM CF_OLD o
-    JOIN CF_DET d ON d.PREFIX = o.PREFIX AND d.VISIT_ID = o.VISIT_ID
-    JOIN CF_DAYS i ON i.SSN = o.SSN AND i.DAY = CAST(FLOOR(o.E0 / 86400) AS BIGINT)
-    WHERE o.TRAVEL_OK
+    SELECT p.SSN, i.ISLAND, p.E0, p.VISIT_ID, 'G' FROM CF_PTS p
+    JOIN CF_DAYS i ON i.SSN = p.SSN AND i.DAY = CAST(FLOOR(p.E0 / 86400) AS BIGINT)
+    WHERE p.GHOST
   ) x
 ) y
 WHERE (FIRST_N = 1 OR LAST_N = 1) AND KIND IN ('D', 'G');
