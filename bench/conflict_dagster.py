@@ -59,8 +59,8 @@ def sensor_tick(instance, resources: dict, cursor: str | None = None):
 
 
 def sensor_then_runs(instance, resources: dict, cursor: str | None) -> dict:
-    """What the daemon does after a source change: a tick, then the requested detection ranges and the
-    sync that declarative automation starts after them (both assets per range here)."""
+    """What the daemon does after a source change: a tick, then the runs it requests (detection and the
+    sync, per requested range)."""
     started = time.monotonic()
     tick_seconds, requests, cursor = sensor_tick(instance, resources, cursor)
     ranges = [(r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG]) for r in requests]

@@ -1,19 +1,27 @@
 -- The visits of a batch that changed since VISIT_STATE was written, by watermark: CF_TOUCH (PREFIX, VISIT_ID,
 -- PRESENT = in the window now, WAS = in the state, D_* = what the visit adds to the prefix's sums).
--- Candidates: visits stamped (LAST_UPDATED_DATE) after the prefix's watermark less the lookback, visits in
--- the part of today's window the state's window did not cover, and state rows now outside the window. Only
--- the candidates are read (CF_CAND_ROWS, which incremental.sql narrows to the changed ones). What a watermark cannot see (a deletion, an SSN moved to another prefix, an edit
--- that kept its old stamp) shows in the last statement: the state plus the deltas must add up to the sums
--- the fingerprint query just measured; incremental.py rescans the prefixes where they do not.
+-- Candidates: visits stamped (LAST_UPDATED_DATE) after the prefix's watermark less the lookback, unless the
+-- state already holds the VisitID with that stamp or a later one (so the lookback re-reads nothing a recent
+-- run has seen), visits in the part of today's window the state's window did not cover, and state rows now
+-- outside the window. Only the candidates are read (CF_CAND_ROWS, which incremental.sql narrows to the
+-- changed ones). What a watermark cannot see (a deletion, an SSN moved to another prefix, an edit that kept
+-- its old stamp, a late commit stamped before the lookback) shows in the last statement: the state plus the
+-- deltas must add up to the sums the fingerprint query just measured; incremental.py rescans the prefixes
+-- where they do not.
 
 CREATE OR REPLACE TEMPORARY TABLE CF_CAND AS
-SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID
-FROM VISITS.VISITS v
-JOIN VISITS.CAREGIVERS c ON c.CAREGIVER_KEY = v.CAREGIVER_KEY
-JOIN {prefix_state_table} m ON m.PREFIX = LEFT(c.SSN, 3)
-WHERE {in_window} AND c.SSN IS NOT NULL AND {visit_prefix_filter}
-  AND (v.LAST_UPDATED_DATE >= DATEADD(second, m.WATERMARK - {lookback_seconds}, TO_TIMESTAMP_NTZ('1970-01-01 00:00:00'))
-       OR v.VISIT_DATE < DATEADD(year, -2, m.AS_OF) OR v.VISIT_DATE > DATEADD(day, 45, m.AS_OF))
+SELECT k.PREFIX, k.VISIT_ID
+FROM (
+  SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, DATE_PART(epoch_second, v.LAST_UPDATED_DATE) AS STAMP
+  FROM VISITS.VISITS v
+  JOIN VISITS.CAREGIVERS c ON c.CAREGIVER_KEY = v.CAREGIVER_KEY
+  JOIN {prefix_state_table} m ON m.PREFIX = LEFT(c.SSN, 3)
+  WHERE {in_window} AND c.SSN IS NOT NULL AND {visit_prefix_filter}
+    AND (v.LAST_UPDATED_DATE >= DATEADD(second, m.WATERMARK - {lookback_seconds}, TO_TIMESTAMP_NTZ('1970-01-01 00:00:00'))
+         OR v.VISIT_DATE < DATEADD(year, -2, m.AS_OF) OR v.VISIT_DATE > DATEADD(day, 45, m.AS_OF))
+) k
+LEFT JOIN {visit_state_table} s ON s.PREFIX = k.PREFIX AND s.VISIT_ID = k.VISIT_ID
+WHERE s.VISIT_ID IS NULL OR s.STAMP IS NULL OR k.STAMP IS NULL OR k.STAMP > s.STAMP
 UNION
 SELECT PREFIX, VISIT_ID FROM {visit_state_table}
 WHERE {f} AND NOT (VISIT_DATE BETWEEN {window});

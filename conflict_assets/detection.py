@@ -38,7 +38,7 @@ STATE_COLUMNS = [
     ("COPIES", "BIGINT"), ("SKEWED", "BOOLEAN"), ("A_PRESENT", "BOOLEAN"), ("S_OK", "BOOLEAN"), ("A_OK", "BOOLEAN"),
     ("S0", "BIGINT"), ("S1", "BIGINT"), ("A0", "BIGINT"), ("A1", "BIGINT"), ("E0", "BIGINT"), ("E1", "BIGINT"),
     ("SP0", "BIGINT"), ("SP1", "BIGINT"), ("BUCKET", "BIGINT"), ("TRAVEL_OK", "BOOLEAN"), ("OVERLAP_OK", "BOOLEAN"),
-    ("NEXT_ID", "VARCHAR(36)"), ("VISIT_DATE", "DATE"),
+    ("NEXT_ID", "VARCHAR(36)"), ("VISIT_DATE", "DATE"), ("STAMP", "BIGINT"),
 ]
 STATE_NAMES = [name for name, _ in STATE_COLUMNS]
 # everything detection and the bad-input counts read; a visit whose values here are unchanged needs no re-pairing
@@ -79,7 +79,8 @@ def detection_select() -> str:
   CAST(SUM({h} % {PRIMES[0]}) {copies} AS BIGINT) AS H1, CAST(SUM({hs} % {PRIMES[1]}) {copies} AS BIGINT) AS H2,
   NVL(ABS(DATEDIFF(second, v.EVV_START, v.VISIT_START)) > 3600
       OR ABS(DATEDIFF(second, v.EVV_END, v.VISIT_END)) > 3600, FALSE) AS SKEWED,
-  MIN(v.VISIT_DATE) {copies} AS VISIT_DATE"""
+  MIN(v.VISIT_DATE) {copies} AS VISIT_DATE,
+  DATE_PART(epoch_second, MAX(v.LAST_UPDATED_DATE) {copies}) AS STAMP"""
 
 BAD_INPUT_KEYS = ["duplicate_visit_ids", "bad_scheduled_times", "bad_actual_times", "unusable_visits",
                   "without_gps", "clock_skew"]
@@ -152,17 +153,11 @@ class Probe:
     basis: str                                # digest of the dimension tables and the parameters
 
 
-def fingerprints(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams) -> dict[str, tuple[str, int]]:
-    """Per prefix: (fingerprint, visits in the window), from ONE warehouse query for all the prefixes.
-
-    The detection parameters are mixed in: changing them changes the conflicts as surely as the data does.
-    """
-    return probe(cursor, prefixes, as_of, params).current
-
-
 def probe(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams) -> Probe:
-    """``fingerprints`` plus the raw sums, the watermarks and the basis. Per-visit state is only reusable
-    under the basis it was computed with (dimension rows are not in the per-visit hashes)."""
+    """Per prefix, from ONE warehouse query for all the prefixes: (fingerprint, visits in the window), the raw
+    sums and the watermark; and the basis. The detection parameters are mixed into the fingerprints: changing
+    them changes the conflicts as surely as the data does. Per-visit state is only reusable under the basis
+    it was computed with (dimension rows are not in the per-visit hashes)."""
     cursor.execute(fingerprint_sql(prefixes, as_of))
     parts = {str(k): (int(n), int(h1 or 0), int(h2 or 0), None if w is None else int(w))
              for k, n, h1, h2, w in cursor.fetchall()}
@@ -209,7 +204,7 @@ def detect(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams 
                "prefixes_incremental": len(incremental), "prefixes_by_watermark": 0, "prefixes_rescanned": 0,
                "sequences_by_islands": 0, "sequences_read_whole": 0,
                "visits": sum(n for _, n in current.values()),
-               "visits_changed": 0, "visits_repaired": 0, "conflict_rows": 0, "conflict_rows_written": 0,
+               "visits_read": 0, "visits_changed": 0, "visits_repaired": 0, "conflict_rows": 0, "conflict_rows_written": 0,
                "time_overlap_conflicts": 0, "travel_time_conflicts": 0, **{k: 0 for k in BAD_INPUT_KEYS}}
     if full:
         _detect_full(cursor, full, found, as_of, params, summary)

@@ -1,10 +1,13 @@
 """The conflict source sensor: request detection only for the SSN prefixes whose source changed.
 
 One warehouse query fingerprints every prefix's visits in the window (dimensions included); prefixes
-whose fingerprint differs from the one recorded by the last detection are requested as range runs of
-contiguous prefixes (at most one backfill chunk each). The PostgreSQL update follows detection by
-declarative automation. The cursor holds a digest of the requested state, so an unchanged source
-or a request still in flight is never requested twice.
+whose fingerprint differs from the one recorded by the last detection are requested, detection and the
+PostgreSQL update in the same run. When every changed prefix can be updated incrementally (the usual daily
+case) that is ONE run over their span: the work then follows the changed visits, while each run pays a
+fixed cost (fingerprints, ~50 warehouse statements, the sync's read), and unchanged prefixes inside the
+span are skipped by their fingerprint. Otherwise (first load, a dimension or parameter change) they are
+range runs of contiguous prefixes, at most one backfill chunk each. The cursor holds a digest of the
+requested state, so an unchanged source or a request still in flight is never requested twice.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import hashlib
 
 import dagster as dg
 
-from conflict_assets.detection import DetectionParams, ensure_tables, fingerprints, stored_fingerprints
+from conflict_assets.detection import DetectionParams, ensure_tables, incremental_prefixes, probe, stored_fingerprints
 from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
 from conflict_assets.source_schema import as_of_date
 from resources.partition_runs import partition_range_tags
@@ -21,6 +24,7 @@ from resources.settings import sensors_default_status
 from resources.warehouse import Warehouse
 
 DETECTION_KEY = dg.AssetKey(["conflicts", "visit_conflicts"])
+SYNC_KEY = dg.AssetKey(["conflicts", "conflictvisitmaps"])
 
 
 def changed_prefixes(current: dict[str, str], recorded: dict[str, str]) -> list[str]:
@@ -40,7 +44,25 @@ def contiguous_ranges(prefixes: list[str], max_len: int = PARTITIONS_PER_RUN) ->
     return [(r[0], r[-1]) for r in ranges]
 
 
-def source_change_requests(current: dict[str, str], recorded: dict[str, str], cursor: str | None):
+def run_ranges(changed: list[str], reusable: set[str]) -> list[tuple[str, str]]:
+    """One span when every changed prefix is incremental, else backfill-sized contiguous ranges."""
+    if changed and set(changed) <= reusable:
+        return [(changed[0], changed[-1])]
+    return contiguous_ranges(changed)
+
+
+def source_state(cursor, as_of, params: DetectionParams) -> tuple[dict[str, str], dict[str, str], set[str]]:
+    """(current fingerprints, recorded fingerprints, changed prefixes whose state allows an incremental update)."""
+    ensure_tables(cursor)
+    found = probe(cursor, PREFIXES, as_of, params)
+    current = {p: fp for p, (fp, _) in found.current.items()}
+    recorded = stored_fingerprints(cursor, PREFIXES)
+    reusable = incremental_prefixes(cursor, changed_prefixes(current, recorded), found.current, recorded, found.basis)
+    return current, recorded, reusable
+
+
+def source_change_requests(current: dict[str, str], recorded: dict[str, str], cursor: str | None,
+                           reusable: set[str] = frozenset()):
     changed = changed_prefixes(current, recorded)
     if not changed:
         return dg.SkipReason("no SSN prefix changed since the last detection")
@@ -50,35 +72,31 @@ def source_change_requests(current: dict[str, str], recorded: dict[str, str], cu
     runs = [
         dg.RunRequest(
             run_key=f"conflicts-{state[:12]}-{first}-{last}",
-            asset_selection=[DETECTION_KEY],
+            asset_selection=[DETECTION_KEY, SYNC_KEY],
             tags=partition_range_tags(first, last),
         )
-        for first, last in contiguous_ranges(changed)
+        for first, last in run_ranges(changed, reusable)
     ]
     return dg.SensorResult(run_requests=runs, cursor=state)
 
 
 @dg.sensor(
     name="conflict_source_changes",
-    asset_selection=[DETECTION_KEY],
+    asset_selection=[DETECTION_KEY, SYNC_KEY],
     minimum_interval_seconds=900,
     default_status=sensors_default_status(),
-    description="Requests conflict detection for the SSN prefixes whose visit data changed.",
+    description="Requests conflict detection and the PostgreSQL update for the SSN prefixes whose visit data changed.",
 )
 def conflict_source_changes(context: dg.SensorEvaluationContext, warehouse: Warehouse):
     import snowflake.connector
 
     try:
         with warehouse.get_connection() as conn:
-            cursor = conn.cursor()
-            ensure_tables(cursor)
-            params = DetectionParams()
-            current = {p: fp for p, (fp, _) in fingerprints(cursor, PREFIXES, as_of_date(), params).items()}
-            recorded = stored_fingerprints(cursor, PREFIXES)
+            current, recorded, reusable = source_state(conn.cursor(), as_of_date(), DetectionParams())
     except snowflake.connector.errors.ProgrammingError as exc:
         # e.g. no visit tables yet; the error number says which, without quoting any data
         return dg.SkipReason(f"visit source not readable (Snowflake error {exc.errno})")
-    return source_change_requests(current, recorded, context.cursor)
+    return source_change_requests(current, recorded, context.cursor, reusable)
 
 
 conflict_sensors = [conflict_source_changes]

@@ -237,6 +237,25 @@ def test_a_dimension_change_falls_back_to_a_full_prefix_recompute(pair):
     assert found["prefixes_changed"] == 0 and synced["rows_written"] == 0
 
 
+def test_runs_within_the_lookback_read_only_what_is_new(pair):
+    """Runs closer together than the watermark lookback: the second reads only its own edits, not the
+    first run's again (the state holds those with their stamp)."""
+    warehouse, postgres, _, _ = pair
+    _run(warehouse, postgres)
+    single = [r[0] for r in _wh(warehouse, "SELECT VISIT_ID FROM VISITS.VISITS v JOIN VISITS.CAREGIVERS c "
+                                           "ON c.CAREGIVER_KEY = v.CAREGIVER_KEY WHERE c.SSN IS NOT NULL AND "
+                                           f"v.VISIT_DATE >= DATEADD(day, -60, TO_DATE('{AS_OF}')) GROUP BY VISIT_ID "
+                                           "HAVING COUNT(*) = 1 ORDER BY VISIT_ID LIMIT 5")]
+    for batch in (single[:3], single[3:]):
+        ids = ", ".join(f"'{v}'" for v in batch)
+        _wh(warehouse, f"UPDATE VISITS.VISITS SET {STAMP}, BILLED_RATE = COALESCE(BILLED_RATE, 0) + 1 "
+                       f"WHERE VISIT_ID IN ({ids})")
+        found, _ = _run(warehouse, postgres)
+        assert found["prefixes_rescanned"] == 0
+        assert found["visits_read"] == found["visits_changed"] == len(batch)
+    _assert_equals_from_scratch(pair, "after back-to-back runs")
+
+
 def test_a_visit_leaving_or_entering_between_two_visits_changes_their_travel_pair(warehouse):
     """The successor relation: removing the visit between x and w makes (x, w) consecutive (a new travel
     conflict although neither changed); putting it back removes it. Checked against the brute-force reference."""

@@ -1,4 +1,5 @@
-"""The conflict source sensor's decisions: only changed prefixes, contiguous ranges, no repeats."""
+"""The conflict source sensor's decisions: only changed prefixes, one span when all are incremental,
+contiguous ranges otherwise, no repeats."""
 
 from __future__ import annotations
 
@@ -6,13 +7,20 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from conflict_assets.partitions import PREFIXES
-from conflict_assets.sensors import contiguous_ranges, source_change_requests
+from conflict_assets.sensors import contiguous_ranges, run_ranges, source_change_requests
 
 
 def test_contiguous_ranges_split_gaps_and_long_runs():
     assert contiguous_ranges(["003", "001", "002", "007"]) == [("001", "003"), ("007", "007")]
     assert contiguous_ranges(PREFIXES, max_len=250) == [("000", "249"), ("250", "499"), ("500", "749"),
                                                          ("750", "999")]
+
+
+def test_incremental_changes_go_in_one_span_and_anything_else_in_backfill_chunks():
+    assert run_ranges(["010", "500", "999"], {"010", "500", "999"}) == [("010", "999")]
+    assert run_ranges(["010", "500", "999"], {"010", "999"}) == [("010", "010"), ("500", "500"), ("999", "999")]
+    assert run_ranges(PREFIXES, set()) == contiguous_ranges(PREFIXES)
+    assert run_ranges([], set()) == []
 
 
 def test_only_changed_prefixes_are_requested_once():
@@ -67,9 +75,26 @@ def test_a_sensor_tick_leads_to_runs_that_succeed_and_then_nothing_to_do(warehou
 
     with warehouse.get_connection() as conn:
         cur = conn.cursor()
-        prefix = cur.execute("SELECT MIN(LEFT(SSN, 3)) FROM VISITS.CAREGIVERS WHERE SSN IS NOT NULL").fetchone()[0]
+        low, high = cur.execute("SELECT MIN(LEFT(SSN, 3)), MAX(LEFT(SSN, 3)) FROM VISITS.CAREGIVERS "
+                                "WHERE SSN IS NOT NULL").fetchone()
         cur.execute("UPDATE VISITS.VISITS SET LAST_UPDATED_BY = 'sensor test' WHERE CAREGIVER_KEY IN "
-                    f"(SELECT CAREGIVER_KEY FROM VISITS.CAREGIVERS WHERE LEFT(SSN, 3) = '{prefix}')")
+                    f"(SELECT CAREGIVER_KEY FROM VISITS.CAREGIVERS WHERE LEFT(SSN, 3) = '{low}')")
     changed = tick(first.cursor)
     assert [(r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG])
-            for r in changed.run_requests] == [(prefix, prefix)]
+            for r in changed.run_requests] == [(low, low)]
+
+    # edits in two distant prefixes with state in place: ONE run over their span, detection and sync
+    with warehouse.get_connection() as conn:
+        conn.cursor().execute("UPDATE VISITS.VISITS SET LAST_UPDATED_BY = 'sensor test 2' WHERE CAREGIVER_KEY IN "
+                              "(SELECT CAREGIVER_KEY FROM VISITS.CAREGIVERS WHERE LEFT(SSN, 3) = "
+                              f"'{high}')")
+    spanned = tick(changed.cursor)
+    (request,) = spanned.run_requests
+    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == (low, high)
+    assert set(request.asset_selection) == {visit_conflicts.key, conflictvisitmaps.key}
+    result = materialize([visit_conflicts, conflictvisitmaps], instance=instance, resources=resources,
+                         selection=request.asset_selection, tags=request.tags)
+    assert result.success
+    detection = result.asset_materializations_for_node("conflicts__visit_conflicts")[0].metadata
+    assert detection["prefixes_incremental"].value == 2
+    assert isinstance(tick(spanned.cursor), dg.SkipReason)
