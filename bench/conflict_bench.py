@@ -39,7 +39,7 @@ from conflict_assets.columns import COLUMNS, NAMES
 from conflict_assets.detection import DetectionParams, detect, reset_tables
 from conflict_assets.generate import generate
 from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
-from conflict_assets.postgres_schema import setup_postgres
+from conflict_assets.postgres_schema import ensure_postgres, setup_postgres
 from conflict_assets.sensors import changed_prefixes, run_ranges, source_state
 from conflict_assets.source_schema import visit_rows_sql
 from conflict_assets.sync import _column_values, sync
@@ -109,10 +109,10 @@ def run_ours(warehouse, postgres, as_of: dt.date, after_tick: bool = False) -> d
     counter = Counter()
     wh = CountingWarehouse(warehouse, counter)
     totals = {"rows_fetched": 0, "rows_written": 0, "rows_compared": 0, "prefixes_skipped": 0}
-    found = {"visits_repaired": 0, "conflict_rows_written": 0, "prefixes_rescanned": 0, "sequences_by_islands": 0,
-             "sequences_read_whole": 0}
+    found = {"visits_read": 0, "visits_repaired": 0, "conflict_rows_written": 0, "prefixes_rescanned": 0,
+             "sequences_by_islands": 0, "sequences_read_whole": 0}
     started = time.monotonic()
-    setup_postgres(postgres)
+    ensure_postgres(postgres)  # as the sync asset does: the full setup (ANALYZE of the whole table) only once
     runs = [PREFIXES[lo:lo + PARTITIONS_PER_RUN] for lo in range(0, len(PREFIXES), PARTITIONS_PER_RUN)]
     if after_tick:
         with wh.get_connection() as conn:
@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
         spread[step] = run_ours(warehouse, postgres, opts.as_of, after_tick=True)
         r = spread[step]
         _line(f"new: {changed:,} visits ({step})", r["seconds"], r["warehouse_queries"], r["rows_fetched"],
-              r["rows_written"], f"({r['runs']} runs; {r['visits_repaired']:,} visits re-paired, {r['conflict_rows_written']:,} "
+              r["rows_written"], f"({r['runs']} runs; {r['visits_read']:,} visits read by watermark, "
+              f"{r['visits_repaired']:,} re-paired, {r['conflict_rows_written']:,} "
               f"conflict rows rewritten; {r['prefixes_rescanned']} prefixes rescanned; successors around the "
               f"changes for {r['sequences_by_islands']:,} caregivers, whole for {r['sequences_read_whole']:,})")
     for step in ("0.1% times +90 min", "1% times +90 min", "10% times +90 min"):
