@@ -177,7 +177,7 @@ def stored_fingerprints(cursor, prefixes: list[str]) -> dict[str, str]:
     return dict(cursor.fetchall())
 
 
-def incremental_prefixes(cursor, changed: list[str], current: dict, stored: dict, basis: str) -> set[str]:
+def incremental_prefixes(cursor, changed: list[str], stored: dict, basis: str) -> set[str]:
     """Changed prefixes whose per-visit state can be reused: recorded under the same basis, and consistent
     with the stored result (PREFIX_STATE and DETECTION_STATE name the same fingerprint)."""
     if not changed:
@@ -186,25 +186,39 @@ def incremental_prefixes(cursor, changed: list[str], current: dict, stored: dict
     return {p for p, fp, b in cursor.fetchall() if b == basis and stored.get(p) == fp}
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a run (or the source sensor) has to do for its prefixes."""
+    found: Probe
+    stored: dict[str, str]   # prefix -> fingerprint recorded by the last detection (empty with ``force``)
+    changed: list[str]       # prefixes whose fingerprint differs from the recorded one
+    incremental: set[str]    # of those, the ones whose per-visit state can be reused
+
+
+def plan(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams, force: bool = False) -> Plan:
+    ensure_tables(cursor)
+    found = probe(cursor, prefixes, as_of, params)
+    stored = {} if force else stored_fingerprints(cursor, prefixes)
+    changed = sorted(p for p in prefixes if stored.get(p) != found.current[p][0])
+    return Plan(found, stored, changed, incremental_prefixes(cursor, changed, stored, found.basis))
+
+
 def detect(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams = DetectionParams(),
            force: bool = False) -> dict:
     """Detect conflicts for the prefixes that changed; returns counts only (never an SSN)."""
     from conflict_assets.incremental import detect_incremental
 
     started = time.monotonic()
-    ensure_tables(cursor)
-    found = probe(cursor, prefixes, as_of, params)
-    current, basis = found.current, found.basis
-    stored = {} if force else stored_fingerprints(cursor, prefixes)
-    changed = sorted(p for p in prefixes if stored.get(p) != current[p][0])
-    incremental = incremental_prefixes(cursor, changed, current, stored, basis)
+    todo = plan(cursor, prefixes, as_of, params, force)
+    found, changed, incremental = todo.found, todo.changed, todo.incremental
     full = [p for p in changed if p not in incremental]
     summary = {"prefixes": len(prefixes), "prefixes_changed": len(changed),
                "prefixes_skipped": len(prefixes) - len(changed), "prefixes_full": len(full),
                "prefixes_incremental": len(incremental), "prefixes_by_watermark": 0, "prefixes_rescanned": 0,
                "sequences_by_islands": 0, "sequences_read_whole": 0,
-               "visits": sum(n for _, n in current.values()),
-               "visits_read": 0, "visits_changed": 0, "visits_repaired": 0, "conflict_rows": 0, "conflict_rows_written": 0,
+               "visits": sum(n for _, n in found.current.values()),
+               "visits_read": 0, "visits_changed": 0, "visits_repaired": 0, "conflict_rows": 0,
+               "conflict_rows_written": 0,
                "time_overlap_conflicts": 0, "travel_time_conflicts": 0, **{k: 0 for k in BAD_INPUT_KEYS}}
     if full:
         _detect_full(cursor, full, found, as_of, params, summary)

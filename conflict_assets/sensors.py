@@ -16,7 +16,7 @@ import hashlib
 
 import dagster as dg
 
-from conflict_assets.detection import DetectionParams, ensure_tables, incremental_prefixes, probe, stored_fingerprints
+from conflict_assets.detection import DetectionParams, plan
 from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
 from conflict_assets.source_schema import as_of_date
 from resources.partition_runs import partition_range_tags
@@ -53,12 +53,8 @@ def run_ranges(changed: list[str], reusable: set[str]) -> list[tuple[str, str]]:
 
 def source_state(cursor, as_of, params: DetectionParams) -> tuple[dict[str, str], dict[str, str], set[str]]:
     """(current fingerprints, recorded fingerprints, changed prefixes whose state allows an incremental update)."""
-    ensure_tables(cursor)
-    found = probe(cursor, PREFIXES, as_of, params)
-    current = {p: fp for p, (fp, _) in found.current.items()}
-    recorded = stored_fingerprints(cursor, PREFIXES)
-    reusable = incremental_prefixes(cursor, changed_prefixes(current, recorded), found.current, recorded, found.basis)
-    return current, recorded, reusable
+    todo = plan(cursor, PREFIXES, as_of, params)
+    return {p: fp for p, (fp, _) in todo.found.current.items()}, todo.stored, todo.incremental
 
 
 def source_change_requests(current: dict[str, str], recorded: dict[str, str], cursor: str | None,
