@@ -82,23 +82,39 @@ def _sql(prefixes: list[str], as_of: dt.date, params: DetectionParams) -> str:
     return fill(_fill(sql, prefixes, as_of), params)
 
 
-def _rows(prefixes: list[str], as_of: dt.date, visits: str) -> str:
-    """Detection's columns of the prefixes' visits whose VisitID is in ``visits`` (every copy, latest kept)."""
-    return visit_rows_sql(prefixes, as_of, detection_select(), extra=f"v.VISIT_ID IN (SELECT VISIT_ID FROM {visits})",
-                          dimensions=False)
+def _rows(prefixes: list[str], as_of: dt.date, ids: str) -> str:
+    """Detection's columns of the prefixes' visits whose VisitID ``ids`` selects (every copy, latest kept)."""
+    return visit_rows_sql(prefixes, as_of, detection_select(), extra=f"v.VISIT_ID IN ({ids})", dimensions=False)
+
+
+def _batch_candidates(cursor, prefixes: list[str]) -> str:
+    """Stamped since the batch's oldest watermark (less the lookback), or outside the window of a prefix's
+    last run for the batch's widest windows: a superset of every prefix's own test, as literals, so the
+    source scan filters on them (a join with PREFIX_STATE cannot be pushed into it)."""
+    cursor.execute(f"SELECT MIN(WATERMARK), MIN(AS_OF), MAX(AS_OF) FROM {PREFIX_STATE} "
+                   f"WHERE {prefix_filter(prefixes, 'PREFIX')}")
+    since, first, last = cursor.fetchone()
+    if first is None:
+        return "TRUE"
+    # a prefix without a watermark finds no visit by stamp (its own test is NULL), so it needs no bound here
+    stamped = ("FALSE" if since is None else "v.LAST_UPDATED_DATE >= DATEADD(second, "
+               f"{int(since) - WATERMARK_LOOKBACK_SECONDS}, TO_TIMESTAMP_NTZ('1970-01-01 00:00:00'))")
+    return (f"{stamped} OR v.VISIT_DATE < DATEADD(year, -2, TO_DATE('{last.isoformat()}')) "
+            f"OR v.VISIT_DATE > DATEADD(day, 45, TO_DATE('{first.isoformat()}'))")
 
 
 def find_changed_visits(cursor, prefixes: list[str], found: Probe, as_of: dt.date, summary: dict) -> None:
     """CF_TOUCH for the batch: by watermark, then a full rescan of the prefixes whose sums do not add up."""
     run_statements(cursor, _fill(sql_file("changed_visits.sql"), prefixes, as_of)
-                   .replace("{candidate_rows}", _rows(prefixes, as_of, "CF_CAND")))
+                   .replace("{batch_candidates}", _batch_candidates(cursor, prefixes))
+                   .replace("{candidate_rows}", _rows(prefixes, as_of, "SELECT CAND_ID FROM CF_CAND")))
     totals = {p: (int(n), int(h1), int(h2)) for p, n, h1, h2 in cursor.fetchall()}
     missed = [p for p in prefixes if totals.get(p, (0, 0, 0)) != found.sums[p]]
     if missed:
         for table in ("CF_TOUCH", "CF_CAND_ROWS"):
             cursor.execute(f"DELETE FROM {table} WHERE {prefix_filter(missed, 'PREFIX')}")
         run_statements(cursor, _fill(sql_file("changed_visits_rescan.sql"), missed, as_of)
-                       .replace("{touched_rows}", _rows(missed, as_of, "CF_TOUCH WHERE PRESENT")))
+                       .replace("{touched_rows}", _rows(missed, as_of, "SELECT VISIT_ID FROM CF_TOUCH WHERE PRESENT")))
     summary["prefixes_by_watermark"] += len(prefixes) - len(missed)
     summary["prefixes_rescanned"] += len(missed)
 

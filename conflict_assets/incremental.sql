@@ -69,12 +69,13 @@ LEFT JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
 LEFT JOIN CF_DET d ON d.PREFIX = n.PREFIX AND d.VISIT_ID = n.VISIT_ID
 WHERE n.TRAVEL_OK;
 
--- caregivers with an island that is not self-contained (old positions, G, count for the ends too)
+-- caregivers with an island that is not self-contained (old positions, G, count for the ends too); islands
+-- are disjoint day spans, so a visit is at an island's end where its neighbour in time is in another or none
 CREATE OR REPLACE TEMPORARY TABLE CF_WHOLE AS
 SELECT DISTINCT SSN FROM (
-  SELECT SSN, KIND,
-    ROW_NUMBER() OVER (PARTITION BY SSN, ISLAND ORDER BY E0, VISIT_ID) AS FIRST_N,
-    ROW_NUMBER() OVER (PARTITION BY SSN, ISLAND ORDER BY E0 DESC, VISIT_ID DESC) AS LAST_N
+  SELECT SSN, KIND, ISLAND,
+    LAG(ISLAND) OVER (PARTITION BY SSN ORDER BY E0, VISIT_ID, KIND) AS PREV_ISLAND,
+    LEAD(ISLAND) OVER (PARTITION BY SSN ORDER BY E0, VISIT_ID, KIND) AS NEXT_ISLAND
   FROM (
     SELECT SSN, ISLAND, E0, VISIT_ID, KIND FROM CF_NEAR
     UNION ALL
@@ -83,16 +84,19 @@ SELECT DISTINCT SSN FROM (
     WHERE p.GHOST
   ) x
 ) y
-WHERE (FIRST_N = 1 OR LAST_N = 1) AND KIND IN ('D', 'G');
+WHERE KIND IN ('D', 'G') AND NOT (NVL(PREV_ISLAND = ISLAND, FALSE) AND NVL(NEXT_ISLAND = ISLAND, FALSE));
 
--- CERTAIN: NEXT_ID is exact (every visit but an island's last, whose successor did not change)
+-- CERTAIN: NEXT_ID is exact (every visit but an island's last, whose successor did not change). Islands are
+-- disjoint spans of travel-usable visits, so an island's last visit is the one the next island (or nothing)
+-- follows, in the same window as the successor: one sort.
 CREATE OR REPLACE TEMPORARY TABLE CF_AFTER AS
 SELECT {fields}, OLD_NEXT, TOUCHED, CERTAIN, IFF(CERTAIN, NEXT_ID, OLD_NEXT) AS NEXT_ID,
   NEXT_E0, NEXT_LAT, NEXT_LON, NEXT_PROVIDER
 FROM (
   SELECT x.*,
     {successor_columns},
-    ISLAND IS NULL OR ROW_NUMBER() OVER (PARTITION BY SSN, ISLAND ORDER BY E0 DESC, VISIT_ID DESC) > 1 AS CERTAIN
+    ISLAND IS NULL OR NVL(LEAD(ISLAND) OVER (PARTITION BY SSN, TRAVEL_OK ORDER BY E0, VISIT_ID) = ISLAND, FALSE)
+      AS CERTAIN
   FROM (
     SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED, NULL AS ISLAND FROM {visit_state_table} s
     JOIN CF_WHOLE g ON g.SSN = s.SSN

@@ -178,3 +178,21 @@ def test_random_data_matches_the_reference(warehouse, seed, tolerance):
     expected = reference(frame, params)
     assert found == expected
     assert {k for _, k, _, _ in expected} == {"TIME_OVERLAP", "TRAVEL_TIME"}  # the data exercises both rules
+
+
+@pytest.mark.parametrize("keys", [["001", "002", "004"], [f"{k:03d}" for k in range(0, 1000) if k != 500], ["123"]])
+def test_prefix_filter_on_the_source_selects_exactly_the_asked_prefixes(warehouse, keys):
+    """The source's SSN is any text: a range filter must not let in text that sorts inside the range."""
+    from conflict_assets.source_schema import prefix_filter
+
+    ssns = ["001234567", "002000000", "003999999", "004", "00", "0", "", "0A1234567", "1-2345678", "123456789",
+            "12", "500123456", "999999999", "99A", "9999", " 01234567", None]
+    values = ", ".join("(NULL)" if s is None else f"('{s}')" for s in ssns)
+    with warehouse.get_connection() as conn:
+        cur = conn.cursor()
+        cur.execute(f"SELECT x.column1 FROM (SELECT column1 FROM VALUES {values}) x "
+                    f"JOIN (SELECT column1 AS SSN FROM VALUES {values}) c ON c.SSN = x.column1 "
+                    f"WHERE {prefix_filter(keys)}")
+        got = sorted(r[0] for r in cur.fetchall())
+    wanted = set(keys)
+    assert got == sorted(s for s in ssns if s and len(s) >= 3 and s[:3].isdigit() and s[:3] in wanted)
