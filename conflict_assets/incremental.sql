@@ -56,12 +56,15 @@ FROM (
 ) p
 JOIN (SELECT column1 AS K FROM VALUES {island_offsets}) k ON TRUE;
 
--- the travel-usable visits in the islands, as they are now (KIND: U unchanged, T touched, D changed)
+-- the travel-usable visits in the islands, as they are now (KIND: U unchanged, T touched, D changed; X: the
+-- stored row of a touched visit, which readers skip: filtering it here lets the engine push the anti-join
+-- below the island join and hash the whole state)
 CREATE OR REPLACE TEMPORARY TABLE CF_NEAR AS
-SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED, i.ISLAND, 'U' AS KIND FROM {visit_state_table} s
+SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED, i.ISLAND, IFF(t.VISIT_ID IS NULL, 'U', 'X') AS KIND
+FROM {visit_state_table} s
 JOIN CF_DAYS i ON i.SSN = s.SSN AND i.DAY = CAST(FLOOR(s.E0 / 86400) AS BIGINT)
 LEFT JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID
-WHERE {fs} AND s.TRAVEL_OK AND t.VISIT_ID IS NULL
+WHERE {fs} AND s.TRAVEL_OK
 UNION ALL
 SELECT {n_fields}, o.NEXT_ID, TRUE, i.ISLAND, IFF(d.VISIT_ID IS NULL, 'T', 'D') FROM CF_VISITS n
 JOIN CF_DAYS i ON i.SSN = n.SSN AND i.DAY = CAST(FLOOR(n.E0 / 86400) AS BIGINT)
@@ -77,7 +80,7 @@ SELECT DISTINCT SSN FROM (
     LAG(ISLAND) OVER (PARTITION BY SSN ORDER BY E0, VISIT_ID, KIND) AS PREV_ISLAND,
     LEAD(ISLAND) OVER (PARTITION BY SSN ORDER BY E0, VISIT_ID, KIND) AS NEXT_ISLAND
   FROM (
-    SELECT SSN, ISLAND, E0, VISIT_ID, KIND FROM CF_NEAR
+    SELECT SSN, ISLAND, E0, VISIT_ID, KIND FROM CF_NEAR WHERE KIND <> 'X'
     UNION ALL
     SELECT p.SSN, i.ISLAND, p.E0, p.VISIT_ID, 'G' FROM CF_PTS p
     JOIN CF_DAYS i ON i.SSN = p.SSN AND i.DAY = CAST(FLOOR(p.E0 / 86400) AS BIGINT)
@@ -109,7 +112,7 @@ FROM (
     UNION ALL
     SELECT {n_fields}, n.OLD_NEXT, n.TOUCHED, n.ISLAND FROM CF_NEAR n
     LEFT JOIN CF_WHOLE g ON g.SSN = n.SSN
-    WHERE g.SSN IS NULL
+    WHERE g.SSN IS NULL AND n.KIND <> 'X'
   ) x
 ) z;
 
