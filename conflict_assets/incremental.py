@@ -76,6 +76,7 @@ def _sql(prefixes: list[str], as_of: dt.date, params: DetectionParams) -> str:
            .replace("{same_detection_fields}",
                     " AND ".join(f"n.{c} IS NOT DISTINCT FROM o.{c}" for c in DETECTION_FIELDS))
            .replace("{bad_input_deltas}", bad_input_counts("W"))
+           .replace("{old_fields}", ", ".join(f"s.{c}" for c in DETECTION_FIELDS))
            .replace("{n_fields}", ", ".join(f"n.{c}" for c in fields))
            .replace("{s_fields}", ", ".join(f"s.{c}" for c in fields))
            .replace("{fields}", ", ".join(fields)))

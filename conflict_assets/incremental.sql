@@ -13,8 +13,9 @@ JOIN CF_TOUCH t ON t.PREFIX = r.PREFIX AND t.VISIT_ID = r.VISIT_ID AND t.PRESENT
 
 {visit_state};
 
+-- as stored: only the columns the steps below read (each one adds to this scan of the state)
 CREATE OR REPLACE TEMPORARY TABLE CF_OLD AS
-SELECT s.* FROM {visit_state_table} s
+SELECT s.PREFIX, s.VISIT_ID, {old_fields}, s.E0, s.TRAVEL_OK, s.NEXT_ID FROM {visit_state_table} s
 JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID AND t.WAS
 WHERE {fs};
 
