@@ -181,6 +181,12 @@ def _fetch(wcur, changed: list[str], full: list[str], since: dict, as_of: dt.dat
     return links, _arrow(wcur), touched
 
 
+def _known_rows(cur) -> float:
+    """The row count PostgreSQL's statistics hold for the table (0 when it was never analyzed)."""
+    cur.execute("SELECT reltuples FROM pg_class WHERE oid = 'public.conflictvisitmaps'::regclass")
+    return max(float(cur.fetchone()[0]), 0.0)
+
+
 def _apply(postgres, changed, full, state, links, visits, touched, counts, hook) -> None:
     stmts = _sql()
     (create_visits, create_links, create_touched, analyze_visits, analyze_links, analyze_touched, resolve,
@@ -214,7 +220,8 @@ def _apply(postgres, changed, full, state, links, visits, touched, counts, hook)
                 counts["rows_resolved"] += cur.execute(resolve_touched).rowcount
             counts["rows_changed"] = cur.execute(update).rowcount
             counts["rows_inserted"] = cur.execute(insert).rowcount
-            if counts["rows_inserted"] + counts["rows_resolved"] > 1000:
+            grown = counts["rows_inserted"] + counts["rows_resolved"]
+            if grown and grown > 0.1 * _known_rows(cur):
                 cur.execute(analyze)
             cur.execute(upsert_state, {"prefixes": changed, "fingerprints": [state[p][0] for p in changed],
                                        "visits": [state[p][1] for p in changed],

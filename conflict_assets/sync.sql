@@ -48,7 +48,9 @@ ON CONFLICT ("CONFLICTID", "VisitID") DO NOTHING;
 
 -- name: analyze
 -- the next run plans against fresh statistics (right after a large first load they would say "empty",
--- and the anti-join above would become a nested loop); key columns only, as for the staging tables
+-- and the anti-join above would become a nested loop); key columns only, as for the staging tables; run
+-- when the rows inserted and resolved exceed a tenth of the rows the statistics know (autovacuum's own
+-- default), so a first load is analyzed at once and a small change does not pay for it
 ANALYZE public.conflictvisitmaps ("CONFLICTID", "VisitID", "SSNPrefix", "ConflictStatus");
 
 -- name: state

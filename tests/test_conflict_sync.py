@@ -73,6 +73,9 @@ def test_first_sync_inserts_all_and_reruns_write_nothing(data):
     assert expected > 100 and found["time_overlap_conflicts"] > 0 and found["travel_time_conflicts"] > 0
     assert first["rows_inserted"] == expected == first["rows_compared"]
     assert _pg(postgres, "SELECT COUNT(*) FROM public.vw_conflictvisitmaps_base")[0][0] == expected
+    # a first load is analyzed in the same transaction: the next run does not plan against "empty"
+    assert _pg(postgres, "SELECT reltuples FROM pg_class WHERE oid = 'public.conflictvisitmaps'::regclass")[0][0] \
+        == expected
     # unchanged source: every prefix skipped, one warehouse query, nothing fetched or written
     _, second = _detect_and_sync(warehouse, postgres)
     assert second["prefixes_skipped"] == len(PREFIXES)
