@@ -58,8 +58,8 @@ FROM (
 JOIN (SELECT column1 AS K FROM VALUES {island_offsets}) k ON TRUE;
 
 -- the travel-usable visits in the islands, as they are now (KIND: U unchanged, T touched, D changed; X: the
--- stored row of a touched visit, which readers skip: filtering it here lets the engine push the anti-join
--- below the island join and hash the whole state)
+-- stored row of a touched visit, which readers skip: filtered out here, the engine would turn the join into
+-- an anti-join below the island join and build its hash table on the whole state)
 CREATE OR REPLACE TEMPORARY TABLE CF_NEAR AS
 SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED, i.ISLAND, IFF(t.VISIT_ID IS NULL, 'U', 'X') AS KIND
 FROM {visit_state_table} s
