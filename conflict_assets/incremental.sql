@@ -35,7 +35,8 @@ WHERE n.VISIT_ID IS NULL OR o.VISIT_ID IS NULL OR NOT ({same_detection_fields});
 --    when its first and last visits are unchanged ones: then nothing outside it sees a different successor,
 --    and its last visit keeps the successor it had. A caregiver with an island that is not (a gap of more
 --    than {island_days} days next to a change, a change at the start or end of the sequence) is read whole,
---    as before.
+--    as before. When the changes are dense (islands would cover most sequences), every affected caregiver is
+--    read whole at once: {islands} is FALSE.
 -- the changed visits' positions: new ones, and old ones (GHOST: in the state, no longer in the sequence there)
 CREATE OR REPLACE TEMPORARY TABLE CF_PTS AS
 SELECT n.SSN, n.E0, n.VISIT_ID, FALSE AS GHOST FROM CF_VISITS n
@@ -44,6 +45,7 @@ UNION ALL
 SELECT o.SSN, o.E0, o.VISIT_ID, TRUE FROM CF_OLD o
 JOIN CF_DET d ON d.PREFIX = o.PREFIX AND d.VISIT_ID = o.VISIT_ID WHERE o.TRAVEL_OK;
 
+-- @successors: incremental.py runs the rest once it knows how many visits changed (it fills {islands})
 -- the days within {island_days} of a position, each with its island (windows merged where they touch)
 CREATE OR REPLACE TEMPORARY TABLE CF_DAYS AS
 SELECT DISTINCT p.SSN, p.DAY + k.K AS DAY, p.ISLAND
@@ -52,7 +54,7 @@ FROM (
     OVER (PARTITION BY SSN ORDER BY DAY ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS ISLAND
   FROM (
     SELECT SSN, DAY, LAG(DAY) OVER (PARTITION BY SSN ORDER BY DAY) AS PREV
-    FROM (SELECT DISTINCT SSN, CAST(FLOOR(E0 / 86400) AS BIGINT) AS DAY FROM CF_PTS) d
+    FROM (SELECT DISTINCT SSN, CAST(FLOOR(E0 / 86400) AS BIGINT) AS DAY FROM CF_PTS WHERE {islands}) d
   ) q
 ) p
 JOIN (SELECT column1 AS K FROM VALUES {island_offsets}) k ON TRUE;
@@ -65,13 +67,13 @@ SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED, i.ISLAND, IFF(t.VISI
 FROM {visit_state_table} s
 JOIN CF_DAYS i ON i.SSN = s.SSN AND i.DAY = CAST(FLOOR(s.E0 / 86400) AS BIGINT)
 LEFT JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID
-WHERE {fs} AND s.TRAVEL_OK
+WHERE {fs} AND s.TRAVEL_OK AND {islands}
 UNION ALL
 SELECT {n_fields}, o.NEXT_ID, TRUE, i.ISLAND, IFF(d.VISIT_ID IS NULL, 'T', 'D') FROM CF_VISITS n
 JOIN CF_DAYS i ON i.SSN = n.SSN AND i.DAY = CAST(FLOOR(n.E0 / 86400) AS BIGINT)
 LEFT JOIN CF_OLD o ON o.PREFIX = n.PREFIX AND o.VISIT_ID = n.VISIT_ID
 LEFT JOIN CF_DET d ON d.PREFIX = n.PREFIX AND d.VISIT_ID = n.VISIT_ID
-WHERE n.TRAVEL_OK;
+WHERE n.TRAVEL_OK AND {islands};
 
 -- caregivers with an island that is not self-contained (old positions, G, count for the ends too); islands
 -- are disjoint day spans, so a visit is at an island's end where its neighbour in time is in another or none
@@ -88,7 +90,9 @@ SELECT DISTINCT SSN FROM (
     WHERE p.GHOST
   ) x
 ) y
-WHERE KIND IN ('D', 'G') AND NOT (NVL(PREV_ISLAND = ISLAND, FALSE) AND NVL(NEXT_ISLAND = ISLAND, FALSE));
+WHERE KIND IN ('D', 'G') AND NOT (NVL(PREV_ISLAND = ISLAND, FALSE) AND NVL(NEXT_ISLAND = ISLAND, FALSE))
+UNION
+SELECT SSN FROM CF_PTS WHERE NOT {islands};
 
 -- CERTAIN: NEXT_ID is exact (every visit but an island's last, whose successor did not change). Islands are
 -- disjoint spans of travel-usable visits, so an island's last visit is the one the next island (or nothing)

@@ -15,8 +15,15 @@ import uuid
 import psycopg
 import pytest
 
+from conflict_assets import incremental
 from conflict_assets.detection import (
-    RESULT_TABLE, STATE_NAMES, STATE_TABLE, VISIT_STATE, DetectionParams, detect, reset_tables,
+    RESULT_TABLE,
+    STATE_NAMES,
+    STATE_TABLE,
+    VISIT_STATE,
+    DetectionParams,
+    detect,
+    reset_tables,
 )
 from conflict_assets.generate import generate
 from conflict_assets.partitions import PREFIXES
@@ -174,7 +181,7 @@ class Editor:
         return kind
 
 
-def test_incremental_equals_from_scratch_after_random_edits(pair):
+def test_incremental_equals_from_scratch_after_random_edits(pair, monkeypatch):
     warehouse, postgres, ref_wh, ref_pg = pair
     first, _ = _run(warehouse, postgres)
     assert first["prefixes_full"] > 0 and first["prefixes_incremental"] == 0
@@ -182,6 +189,8 @@ def test_incremental_equals_from_scratch_after_random_edits(pair):
     kinds, written = set(), 0
     ways = {"prefixes_by_watermark": 0, "prefixes_rescanned": 0, "sequences_by_islands": 0, "sequences_read_whole": 0}
     for round_number in range(7):
+        # successors by islands in even rounds, every affected caregiver whole ("dense" changes) in odd ones
+        monkeypatch.setattr(incremental, "DENSE_SHARE", 0.0 if round_number % 2 else 1.0)
         kinds |= {editor.edit() for _ in range(6)}
         found, synced = _run(warehouse, postgres)
         written += found["conflict_rows_written"]
@@ -259,10 +268,16 @@ def test_runs_within_the_lookback_read_only_what_is_new(pair):
 def test_a_visit_leaving_or_entering_between_two_visits_changes_their_travel_pair(warehouse):
     """The successor relation: removing the visit between x and w makes (x, w) consecutive (a new travel
     conflict although neither changed); putting it back removes it. Checked against the brute-force reference."""
-    from tests.test_conflict_detection import AS_OF as REF_AS_OF, BASE, CAREGIVERS, _frames, _visit, reference
-
     from conflict_assets.source_schema import create_source_tables
     from resources.warehouse import bulk_load
+    from tests.test_conflict_detection import AS_OF as REF_AS_OF
+    from tests.test_conflict_detection import (
+        BASE,
+        CAREGIVERS,
+        _frames,
+        _visit,
+        reference,
+    )
 
     h = lambda x: BASE + dt.timedelta(hours=x)  # noqa: E731
     rows = [_visit("x1", 0, 0, h(8), h(9), lat=40.0, lon=-74.0),
