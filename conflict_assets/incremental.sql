@@ -36,7 +36,7 @@ WHERE n.VISIT_ID IS NULL OR o.VISIT_ID IS NULL OR NOT ({same_detection_fields});
 --    and its last visit keeps the successor it had. A caregiver with an island that is not (a gap of more
 --    than {island_days} days next to a change, a change at the start or end of the sequence) is read whole,
 --    as before. When the changes are dense (islands would cover most sequences), every affected caregiver is
---    read whole at once: {islands} is FALSE.
+--    read whole at once: {islands} is FALSE (also on CF_NEAR's own filters, so the engine drops its scan).
 -- the changed visits' positions: new ones, and old ones (GHOST: in the state, no longer in the sequence there)
 CREATE OR REPLACE TEMPORARY TABLE CF_PTS AS
 SELECT n.SSN, n.E0, n.VISIT_ID, FALSE AS GHOST FROM CF_VISITS n

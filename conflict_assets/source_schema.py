@@ -56,14 +56,15 @@ def prefix_filter(prefixes: list[str], column: str = "c.SSN") -> str:
         if len(prefix) != 3 or not prefix.isdigit():
             raise ValueError(f"bad SSN prefix partition key {prefix!r}")
     keys = sorted(set(prefixes))
-    key = f"LEFT({column}, 3)" if column == "c.SSN" else column
+    on_source = column == "c.SSN"
+    key = f"LEFT({column}, 3)" if on_source else column
     if len(keys) > 1:
         wanted = set(keys)
         gaps = [f"{k:03d}" for k in range(int(keys[0]), int(keys[-1]) + 1) if f"{k:03d}" not in wanted]
         if len(gaps) * 4 < len(keys):
+            digits = "".join(f" AND SUBSTR({column}, {i}, 1) BETWEEN '0' AND '9'" for i in (1, 2, 3) if on_source)
             skip = f" AND {key} NOT IN ({', '.join(repr(g) for g in gaps)})" if gaps else ""
-            digits = "".join(f" AND SUBSTR({column}, {i}, 1) BETWEEN '0' AND '9'" for i in (1, 2, 3))
-            return f"{key} BETWEEN '{keys[0]}' AND '{keys[-1]}'{digits if key != column else ''}{skip}"
+            return f"{key} BETWEEN '{keys[0]}' AND '{keys[-1]}'{digits}{skip}"
     return f"{key} IN ({', '.join(repr(p) for p in prefixes)})"
 
 
