@@ -10,19 +10,22 @@
 -- last statement: the state plus the deltas must add up to the sums the fingerprint query just measured;
 -- incremental.py rescans the prefixes where they do not.
 
--- CF_CAND: each candidate's key (CAND_*) and what the state holds of it, if anything (one read of the state)
+-- CF_CAND: each candidate's key (CAND_*) and what the state holds of it, if anything (one read of the state,
+-- by its lookup key VKEY)
 CREATE OR REPLACE TEMPORARY TABLE CF_CAND AS
 SELECT k.PREFIX AS CAND_PREFIX, k.VISIT_ID AS CAND_ID, s.PREFIX, s.VISIT_ID, s.COPIES, s.H1, s.H2
 FROM (
-  SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, DATE_PART(epoch_second, v.LAST_UPDATED_DATE) AS STAMP
-  FROM VISITS.VISITS v
-  JOIN VISITS.CAREGIVERS c ON c.CAREGIVER_KEY = v.CAREGIVER_KEY
-  JOIN {prefix_state_table} m ON m.PREFIX = LEFT(c.SSN, 3)
-  WHERE {in_window} AND c.SSN IS NOT NULL AND {visit_prefix_filter} AND ({batch_candidates})
-    AND (v.LAST_UPDATED_DATE >= DATEADD(second, m.WATERMARK - {lookback_seconds}, TO_TIMESTAMP_NTZ('1970-01-01 00:00:00'))
-         OR v.VISIT_DATE < DATEADD(year, -2, m.AS_OF) OR v.VISIT_DATE > DATEADD(day, 45, m.AS_OF))
+  SELECT x.*, {visit_key} AS VKEY FROM (
+    SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, DATE_PART(epoch_second, v.LAST_UPDATED_DATE) AS STAMP
+    FROM VISITS.VISITS v
+    JOIN VISITS.CAREGIVERS c ON c.CAREGIVER_KEY = v.CAREGIVER_KEY
+    JOIN {prefix_state_table} m ON m.PREFIX = LEFT(c.SSN, 3)
+    WHERE {in_window} AND c.SSN IS NOT NULL AND {visit_prefix_filter} AND ({batch_candidates})
+      AND (v.LAST_UPDATED_DATE >= DATEADD(second, m.WATERMARK - {lookback_seconds}, TO_TIMESTAMP_NTZ('1970-01-01 00:00:00'))
+           OR v.VISIT_DATE < DATEADD(year, -2, m.AS_OF) OR v.VISIT_DATE > DATEADD(day, 45, m.AS_OF))
+  ) x
 ) k
-LEFT JOIN {visit_state_table} s ON s.PREFIX = k.PREFIX AND s.VISIT_ID = k.VISIT_ID
+LEFT JOIN {visit_state_table} s ON {same_visit:k:s}
 WHERE s.VISIT_ID IS NULL OR s.STAMP IS NULL OR k.STAMP IS NULL OR k.STAMP > s.STAMP
 UNION
 SELECT PREFIX, VISIT_ID, PREFIX, VISIT_ID, COPIES, H1, H2 FROM {visit_state_table}
@@ -34,13 +37,15 @@ SELECT r.* FROM ({candidate_rows}) r
 JOIN CF_CAND k ON k.CAND_PREFIX = r.PREFIX AND k.CAND_ID = r.VISIT_ID;
 
 CREATE OR REPLACE TEMPORARY TABLE CF_TOUCH AS
-SELECT COALESCE(n.PREFIX, s.PREFIX) AS PREFIX, COALESCE(n.VISIT_ID, s.VISIT_ID) AS VISIT_ID,
-  n.VISIT_ID IS NOT NULL AS PRESENT, s.VISIT_ID IS NOT NULL AS WAS,
-  NVL(n.COPIES, 0) - NVL(s.COPIES, 0) AS D_ROWS, NVL(n.H1, 0) - NVL(s.H1, 0) AS D_H1, NVL(n.H2, 0) - NVL(s.H2, 0) AS D_H2
-FROM CF_CAND_ROWS n
-FULL OUTER JOIN (SELECT PREFIX, VISIT_ID, COPIES, H1, H2 FROM CF_CAND WHERE VISIT_ID IS NOT NULL) s
-  ON s.PREFIX = n.PREFIX AND s.VISIT_ID = n.VISIT_ID
-WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2;
+SELECT x.*, {visit_key} AS VKEY FROM (
+  SELECT COALESCE(n.PREFIX, s.PREFIX) AS PREFIX, COALESCE(n.VISIT_ID, s.VISIT_ID) AS VISIT_ID,
+    n.VISIT_ID IS NOT NULL AS PRESENT, s.VISIT_ID IS NOT NULL AS WAS,
+    NVL(n.COPIES, 0) - NVL(s.COPIES, 0) AS D_ROWS, NVL(n.H1, 0) - NVL(s.H1, 0) AS D_H1, NVL(n.H2, 0) - NVL(s.H2, 0) AS D_H2
+  FROM CF_CAND_ROWS n
+  FULL OUTER JOIN (SELECT PREFIX, VISIT_ID, COPIES, H1, H2 FROM CF_CAND WHERE VISIT_ID IS NOT NULL) s
+    ON s.PREFIX = n.PREFIX AND s.VISIT_ID = n.VISIT_ID
+  WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2
+) x;
 
 -- per prefix: rows, H1 and H2 sums of the state once the deltas are applied
 SELECT PREFIX, SUM(R), SUM(H1), SUM(H2) FROM (

@@ -2,7 +2,8 @@
 -- diff against VISIT_STATE (added, removed, changed; the D_* sums are not needed here), then read the
 -- present ones (incremental.py has removed these prefixes' rows from CF_TOUCH and CF_CAND_ROWS).
 INSERT INTO CF_TOUCH
-SELECT COALESCE(n.PREFIX, s.PREFIX), COALESCE(n.VISIT_ID, s.VISIT_ID), n.VISIT_ID IS NOT NULL,
+SELECT x.*, {visit_key} FROM (
+SELECT COALESCE(n.PREFIX, s.PREFIX) AS PREFIX, COALESCE(n.VISIT_ID, s.VISIT_ID) AS VISIT_ID, n.VISIT_ID IS NOT NULL,
   s.VISIT_ID IS NOT NULL, 0, 0, 0
 FROM (
   SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, CAST(SUM({h} % {p1}) AS BIGINT) AS H1,
@@ -14,7 +15,8 @@ FROM (
 ) n
 FULL OUTER JOIN (SELECT PREFIX, VISIT_ID, H1, H2 FROM {visit_state_table} WHERE {f}) s
   ON s.PREFIX = n.PREFIX AND s.VISIT_ID = n.VISIT_ID
-WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2;
+WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2
+) x;
 
 INSERT INTO CF_CAND_ROWS
 SELECT r.* FROM ({touched_rows}) r

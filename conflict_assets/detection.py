@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass
 
@@ -33,7 +34,8 @@ PRIMES = (1000000007, 998244353)
 
 # the per-visit state: what the incremental path needs of a visit without reading the source again
 STATE_COLUMNS = [
-    ("PREFIX", "VARCHAR(3)"), ("VISIT_ID", "VARCHAR(36)"), ("H1", "BIGINT"), ("H2", "BIGINT"),
+    ("PREFIX", "VARCHAR(3)"), ("VISIT_ID", "VARCHAR(36)"), ("VKEY", "BIGINT"), ("DKEY", "BIGINT"),
+    ("H1", "BIGINT"), ("H2", "BIGINT"),
     ("SSN", "VARCHAR(9)"), ("PROVIDER_KEY", "INT"), ("IS_MISSED", "BOOLEAN"), ("LAT", "FLOAT"), ("LON", "FLOAT"),
     ("COPIES", "BIGINT"), ("SKEWED", "BOOLEAN"), ("A_PRESENT", "BOOLEAN"), ("S_OK", "BOOLEAN"), ("A_OK", "BOOLEAN"),
     ("S0", "BIGINT"), ("S1", "BIGINT"), ("A0", "BIGINT"), ("A1", "BIGINT"), ("E0", "BIGINT"), ("E1", "BIGINT"),
@@ -44,6 +46,26 @@ STATE_NAMES = [name for name, _ in STATE_COLUMNS]
 # everything detection and the bad-input counts read; a visit whose values here are unchanged needs no re-pairing
 DETECTION_FIELDS = ["SSN", "PROVIDER_KEY", "IS_MISSED", "LAT", "LON", "COPIES", "SKEWED", "A_PRESENT", "S_OK",
                     "A_OK", "S0", "S1", "A0", "A1"]
+# The state's lookup keys: VKEY for (PREFIX, VISIT_ID), DKEY for (SSN, day of E0). The incremental path looks
+# up a few visits in millions of state rows; a join on one integer column lets the engine filter the state's
+# scan before it reads the other columns (DuckDB pushes a bloom filter of the small side into it), where a
+# join on the text columns decodes and hashes all of them. Matches are confirmed on the real columns
+# (same_visit / same_day, written so the engine does not hash them too), so a key collision costs a
+# comparison, never a wrong row; tests/test_conflict_incremental.py runs with every key equal to check it.
+KEY_MODULUS = 2**61 - 1  # HASH is unsigned on DuckDB: the modulus keeps keys in BIGINT on both engines (and
+# the CAST their type: a join on keys of two types compares casts, which the engine cannot push into a scan)
+
+
+def lookup_keys(sql: str) -> str:
+    """{visit_key} / {day_key}: the key of the PREFIX, VISIT_ID / SSN, DAY columns in scope;
+    {same_visit:a:b} / {same_day:a:b}: a join condition on the key, confirmed on the columns (b is the state)."""
+    sql = (sql.replace("{visit_key}", f"CAST(HASH(PREFIX, VISIT_ID) % {KEY_MODULUS} AS BIGINT)")
+           .replace("{day_key}", f"CAST(HASH(SSN, CAST(DAY AS BIGINT)) % {KEY_MODULUS} AS BIGINT)"))
+    sql = re.sub(r"\{same_visit:(\w+):(\w+)\}", lambda m: f"{m[1]}.VKEY = {m[2]}.VKEY AND IFF({m[1]}.PREFIX = "
+                 f"{m[2]}.PREFIX AND {m[1]}.VISIT_ID = {m[2]}.VISIT_ID, TRUE, FALSE)", sql)
+    return re.sub(r"\{same_day:(\w+):(\w+)\}", lambda m: f"{m[1]}.DKEY = {m[2]}.DKEY AND IFF({m[1]}.SSN = "
+                  f"{m[2]}.SSN AND {m[1]}.DAY = CAST(FLOOR({m[2]}.E0 / 86400) AS BIGINT), TRUE, FALSE)", sql)
+
 
 _SETUP = [
     "CREATE SCHEMA IF NOT EXISTS CONFLICTS",
@@ -267,7 +289,7 @@ def _batches(changed: list[str], current: dict, limit: int = BATCH_VISITS) -> li
 
 
 def fill(sql: str, params: DetectionParams) -> str:
-    return (sql.replace("{overlap_seconds}", overlap_seconds())
+    return (lookup_keys(sql).replace("{overlap_seconds}", overlap_seconds())
             .replace("{successor_columns}", successor_columns())
             .replace("{bad_input_counts}", bad_input_counts())
             .replace("{tolerance_seconds}", repr(float(params.tolerance_minutes) * 60))

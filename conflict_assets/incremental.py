@@ -24,7 +24,7 @@ import time
 
 from conflict_assets.detection import (
     CHANGES_TABLE, DETECTION_FIELDS, PREFIX_STATE, PRIMES, RESULT_TABLE, STATE_NAMES, VISIT_STATE, DetectionParams,
-    Probe, _batches, add_bad_input_counts, detection_select, fill, next_seq, row_hashes,
+    Probe, _batches, add_bad_input_counts, detection_select, fill, lookup_keys, next_seq, row_hashes,
     run_statements, stage_prefix_rows, stored_sequences, write_prefix_state,
 )
 from conflict_assets.pairs import bad_input_counts, result_rows, travel_pairs
@@ -54,7 +54,7 @@ def _fill(sql: str, prefixes: list[str], as_of: dt.date) -> str:
     """The placeholders every incremental statement shares."""
     h, hs = row_hashes()
     window = "DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}'))"
-    return (sql.replace("{in_window}", f"v.VISIT_DATE BETWEEN {window}").replace("{window}", window)
+    return (lookup_keys(sql).replace("{in_window}", f"v.VISIT_DATE BETWEEN {window}").replace("{window}", window)
             .replace("{h}", h).replace("{hs}", hs)
             .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
             .replace("{as_of}", as_of.isoformat())
@@ -177,8 +177,7 @@ def _batch(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: De
                        f"AND {RESULT_TABLE}.CONFLICTID = CF_DEL.CONFLICTID AND {RESULT_TABLE}.VISIT_ID = CF_DEL.VISIT_ID")
         cursor.execute(f"INSERT INTO {RESULT_TABLE} SELECT PREFIX, CONFLICTID, CONFLICT_TYPE, VISIT_ID, OTHER_VISIT_ID, "
                        "OVERLAP_SECONDS, GAP_SECONDS, DISTANCE_KM, CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM CF_ADD")
-        cursor.execute(f"DELETE FROM {VISIT_STATE} USING CF_STATE_KEYS WHERE {VISIT_STATE}.PREFIX = CF_STATE_KEYS.PREFIX "
-                       f"AND {VISIT_STATE}.VISIT_ID = CF_STATE_KEYS.VISIT_ID")
+        cursor.execute(lookup_keys(f"DELETE FROM {VISIT_STATE} s USING CF_STATE_KEYS k WHERE {{same_visit:k:s}}"))
         cursor.execute(f"INSERT INTO {VISIT_STATE} ({names}) SELECT {names} FROM CF_STATE_NEW")
         cursor.execute(f"INSERT INTO {CHANGES_TABLE} SELECT l.PREFIX, s.SEQ, l.VISIT_ID FROM CF_LOG l "
                        "JOIN CF_PREFIX_ROWS s ON s.PREFIX = l.PREFIX")

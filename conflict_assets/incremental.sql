@@ -4,7 +4,8 @@
 -- Nothing here writes a permanent table; incremental.py applies the staged rows in one transaction.
 -- Row sets are matched by equi-joins on (PREFIX, VISIT_ID) (semi/anti-joins written as joins: the same plan on
 -- both engines, and no per-row key building over a prefix set's million state rows; the few result rows of
--- a prefix set are matched by key strings).
+-- a prefix set are matched by key strings). The state is looked up by its integer keys, VKEY and DKEY
+-- ({same_visit:..}, {same_day:..}; detection.py, lookup_keys).
 
 -- 1. The touched visits' detection fields now (read with the candidates) and as stored.
 CREATE OR REPLACE TEMPORARY TABLE CF_RAW AS
@@ -16,7 +17,7 @@ JOIN CF_TOUCH t ON t.PREFIX = r.PREFIX AND t.VISIT_ID = r.VISIT_ID AND t.PRESENT
 -- as stored: only the columns the steps below read (each one adds to this scan of the state)
 CREATE OR REPLACE TEMPORARY TABLE CF_OLD AS
 SELECT s.PREFIX, s.VISIT_ID, {old_fields}, s.E0, s.TRAVEL_OK, s.NEXT_ID FROM {visit_state_table} s
-JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID AND t.WAS
+JOIN CF_TOUCH t ON {same_visit:t:s} AND t.WAS
 WHERE {fs};
 
 -- 3. Visits whose detection fields changed, came or went: only pairs with one of them can change. A change
@@ -48,6 +49,7 @@ JOIN CF_DET d ON d.PREFIX = o.PREFIX AND d.VISIT_ID = o.VISIT_ID WHERE o.TRAVEL_
 -- @successors: incremental.py runs the rest once it knows how many visits changed (it fills {islands})
 -- the days within {island_days} of a position, each with its island (windows merged where they touch)
 CREATE OR REPLACE TEMPORARY TABLE CF_DAYS AS
+SELECT d.*, {day_key} AS DKEY FROM (
 SELECT DISTINCT p.SSN, p.DAY + k.K AS DAY, p.ISLAND
 FROM (
   SELECT SSN, DAY, SUM(IFF(DAY - PREV > 2 * {island_days} + 1, 1, 0))
@@ -57,7 +59,8 @@ FROM (
     FROM (SELECT DISTINCT SSN, CAST(FLOOR(E0 / 86400) AS BIGINT) AS DAY FROM CF_PTS WHERE {islands}) d
   ) q
 ) p
-JOIN (SELECT column1 AS K FROM VALUES {island_offsets}) k ON TRUE;
+JOIN (SELECT column1 AS K FROM VALUES {island_offsets}) k ON TRUE
+) d;
 
 -- the travel-usable visits in the islands, as they are now (KIND: U unchanged, T touched, D changed; X: the
 -- stored row of a touched visit, which readers skip: filtered out here, the engine would turn the join into
@@ -65,8 +68,8 @@ JOIN (SELECT column1 AS K FROM VALUES {island_offsets}) k ON TRUE;
 CREATE OR REPLACE TEMPORARY TABLE CF_NEAR AS
 SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED, i.ISLAND, IFF(t.VISIT_ID IS NULL, 'U', 'X') AS KIND
 FROM {visit_state_table} s
-JOIN CF_DAYS i ON i.SSN = s.SSN AND i.DAY = CAST(FLOOR(s.E0 / 86400) AS BIGINT)
-LEFT JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID
+JOIN CF_DAYS i ON {same_day:i:s}
+LEFT JOIN CF_TOUCH t ON {same_visit:t:s}
 WHERE {fs} AND s.TRAVEL_OK AND {islands}
 UNION ALL
 SELECT {n_fields}, o.NEXT_ID, TRUE, i.ISLAND, IFF(d.VISIT_ID IS NULL, 'T', 'D') FROM CF_VISITS n
@@ -108,7 +111,7 @@ FROM (
   FROM (
     SELECT {s_fields}, s.NEXT_ID AS OLD_NEXT, FALSE AS TOUCHED, NULL AS ISLAND FROM {visit_state_table} s
     JOIN CF_WHOLE g ON g.SSN = s.SSN
-    LEFT JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID
+    LEFT JOIN CF_TOUCH t ON {same_visit:t:s}
     WHERE {fs} AND t.VISIT_ID IS NULL
     UNION ALL
     SELECT {n_fields}, o.NEXT_ID, TRUE, NULL FROM CF_VISITS n
@@ -185,7 +188,7 @@ LEFT JOIN CF_AFTER a ON a.PREFIX = n.PREFIX AND a.VISIT_ID = n.VISIT_ID
 WHERE a.VISIT_ID IS NULL;
 
 CREATE OR REPLACE TEMPORARY TABLE CF_STATE_KEYS AS
-SELECT PREFIX, VISIT_ID FROM CF_TOUCH UNION SELECT PREFIX, VISIT_ID FROM CF_STATE_NEW;
+SELECT PREFIX, VISIT_ID, VKEY FROM CF_TOUCH UNION SELECT PREFIX, VISIT_ID, VKEY FROM CF_STATE_NEW;
 
 -- 10. Result rows per prefix and type after the update.
 CREATE OR REPLACE TEMPORARY TABLE CF_COUNTS AS

@@ -2,10 +2,12 @@
 -- the incremental path so both compute exactly the same values. An interval is usable when both ends are
 -- present, end > start and it lasts at most a day; an actual interval must also start within a day of the
 -- schedule. The rest is bad input: counted, and left out of detection. Times are integer epoch seconds.
+-- VKEY and DKEY: the state's lookup keys (detection.py, lookup_keys).
 CREATE OR REPLACE TEMPORARY TABLE CF_VISITS AS
+SELECT w.*, {visit_key} AS VKEY, {day_key} AS DKEY FROM (
 SELECT PREFIX, VISIT_ID, H1, H2, SSN, PROVIDER_KEY, IS_MISSED, LAT, LON, COPIES, SKEWED, A_PRESENT, S_OK, A_OK,
   S0, S1, A0, A1, E0, E1, SP0, SP1, CAST(FLOOR(SP0 / 86400) AS BIGINT) AS BUCKET, TRAVEL_OK,
-  TRAVEL_OK AND SP1 - SP0 <= 172800 AS OVERLAP_OK, VISIT_DATE, STAMP
+  TRAVEL_OK AND SP1 - SP0 <= 172800 AS OVERLAP_OK, VISIT_DATE, STAMP, CAST(FLOOR(E0 / 86400) AS BIGINT) AS DAY
 FROM (
   SELECT y.*,
     IFF(A_OK, A0, S0) AS E0, IFF(A_OK, A1, S1) AS E1,
@@ -29,3 +31,4 @@ FROM (
     ) x
   ) y
 ) z
+) w

@@ -15,7 +15,7 @@ import uuid
 import psycopg
 import pytest
 
-from conflict_assets import incremental
+from conflict_assets import detection, incremental
 from conflict_assets.detection import (
     RESULT_TABLE,
     STATE_NAMES,
@@ -47,12 +47,17 @@ def pair(warehouse, postgres):
     ref_db = f"{psycopg.conninfo.conninfo_to_dict(postgres.dsn)['dbname']}_ref"
     with scratch_database(ref_db, admin=postgres.dsn) as ref_conninfo:
         ref_pg = PostgresResource(url=ref_conninfo)
-        with warehouse.get_connection() as conn:
-            cur = conn.cursor()
-            generate(cur, scale=40, seed=21, as_of=AS_OF, visits_per_caregiver=120)
-            reset_tables(cur)
-        _reset_pg(postgres)
+        _fresh(warehouse, postgres)
         yield warehouse, postgres, ref_wh, ref_pg
+
+
+def _fresh(warehouse, postgres) -> None:
+    """The test source as generated, nothing detected or synced yet."""
+    with warehouse.get_connection() as conn:
+        cur = conn.cursor()
+        generate(cur, scale=40, seed=21, as_of=AS_OF, visits_per_caregiver=120)
+        reset_tables(cur)
+    _reset_pg(postgres)
 
 
 def _reset_pg(pg) -> None:
@@ -263,6 +268,30 @@ def test_runs_within_the_lookback_read_only_what_is_new(pair):
         assert found["prefixes_rescanned"] == 0
         assert found["visits_read"] == found["visits_changed"] == len(batch)
     _assert_equals_from_scratch(pair, "after back-to-back runs")
+
+
+def test_colliding_lookup_keys_change_nothing(pair, monkeypatch):
+    """The state's integer lookup keys (VKEY, DKEY) only narrow the scans: every match is confirmed on the
+    columns they stand for. With every key equal, incremental updates still equal a recompute from scratch."""
+    warehouse, postgres, _, _ = pair
+    monkeypatch.setattr(detection, "KEY_MODULUS", 1)
+    try:
+        _fresh(warehouse, postgres)  # the earlier tests' edits left few conflicts to edit
+        _run(warehouse, postgres)
+        assert _wh(warehouse, f"SELECT COUNT(DISTINCT VKEY), COUNT(DISTINCT DKEY) FROM {VISIT_STATE}") == [(1, 1)]
+        editor = Editor(warehouse, random.Random(17))
+        for round_number in range(2):
+            monkeypatch.setattr(incremental, "DENSE_SHARE", 1.0 if round_number == 0 else 0.0)  # islands, then whole
+            for _ in range(6):
+                editor.edit()
+            found, _ = _run(warehouse, postgres)
+            assert found["prefixes_incremental"] > 0 and found["visits_repaired"] > 0
+            # islands still close where they should (an island read by the day key alone is never closed)
+            assert (found["sequences_by_islands"] > 0) == (round_number == 0)
+            _assert_equals_from_scratch(pair, f"colliding keys, round {round_number}")
+    finally:
+        monkeypatch.undo()
+        _fresh(warehouse, postgres)
 
 
 def test_a_visit_leaving_or_entering_between_two_visits_changes_their_travel_pair(warehouse):
