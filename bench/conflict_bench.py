@@ -290,10 +290,19 @@ def main(argv: list[str] | None = None) -> None:
         if len(runs) > 1:
             print(f"  {step}: median {spread[step]['seconds']:.1f} s of {len(runs)} "
                   f"({min(r['seconds'] for r in runs):.1f}-{max(r['seconds'] for r in runs):.1f} s)")
-    for step in ("0.1% times +90 min", "1% times +90 min", "10% times +90 min"):
+    points = []
+    for share, step in ((0.1, "0.1% times +90 min"), (1.0, "1% times +90 min"), (10.0, "10% times +90 min")):
         above = spread[step]["seconds"] - idle["seconds"]
+        points.append((share, spread[step]["seconds"]))
         print(f"spread {step} / full refresh: {spread[step]['seconds'] / full['seconds']:.1%}; above the "
               f"no-change tick: {above:.1f} s = {above / full['seconds']:.1%} of the full refresh")
+    # least squares over the three: what any change costs, and what each 1% of changed visits adds
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    slope = (sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points))
+    print(f"fit over 0.1% / 1% / 10%: {mean_y - slope * mean_x:.1f} s + {slope:.2f} s per 1% of visits changed "
+          f"(each 1% costs {slope / full['seconds']:.1%} of the full refresh; the no-change tick is "
+          f"{idle['seconds']:.1f} s)")
     if not opts.no_dagster:
         dagster_legs(warehouse, postgres, opts, old)
 
