@@ -35,13 +35,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import psycopg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from conflict_assets.columns import COLUMNS, NAMES
 from conflict_assets.detection import DetectionParams, detect, reset_tables
 from conflict_assets.generate import generate
 from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
 from conflict_assets.postgres_schema import ensure_postgres, setup_postgres
-from conflict_assets.sensors import changed_prefixes, run_ranges, source_state
+from conflict_assets.probe_handoff import PROBE_TAG, load_probe
+from conflict_assets.sensors import evaluate
 from conflict_assets.source_schema import visit_rows_sql
 from conflict_assets.sync import _column_values, sync
 from resources.local_instance import ensure_instance_yaml
@@ -115,14 +117,19 @@ def run_ours(warehouse, postgres, as_of: dt.date, after_tick: bool = False) -> d
     started = time.monotonic()
     ensure_postgres(postgres)  # as the sync asset does: the full setup (ANALYZE of the whole table) only once
     runs = [PREFIXES[lo:lo + PARTITIONS_PER_RUN] for lo in range(0, len(PREFIXES), PARTITIONS_PER_RUN)]
+    probe_id = None
     if after_tick:
         with wh.get_connection() as conn:
-            current, recorded, reusable = source_state(conn.cursor(), as_of, DetectionParams())
-        runs = [PREFIXES[PREFIXES.index(first):PREFIXES.index(last) + 1]
-                for first, last in run_ranges(changed_prefixes(current, recorded), reusable)]
+            ticked = evaluate(conn.cursor(), as_of, DetectionParams(), None)
+        requests = getattr(ticked, "run_requests", None) or []
+        runs = [PREFIXES[PREFIXES.index(r.tags[ASSET_PARTITION_RANGE_START_TAG]):
+                         PREFIXES.index(r.tags[ASSET_PARTITION_RANGE_END_TAG]) + 1] for r in requests]
+        probe_id = requests[0].tags[PROBE_TAG] if requests else None
     for prefixes in runs:
         with wh.get_connection() as conn:
-            detected = detect(conn.cursor(), prefixes, as_of)
+            cur = conn.cursor()  # as the detection asset does with the sensor's tag
+            ticked = load_probe(cur, probe_id, prefixes, as_of, DetectionParams())
+            detected = detect(cur, prefixes, as_of, found=ticked)
         result = sync(wh, postgres, prefixes, as_of)
         for key in totals:
             totals[key] += result[key]

@@ -28,7 +28,10 @@ STATE_TABLE = "CONFLICTS.DETECTION_STATE"
 VISIT_STATE = "CONFLICTS.VISIT_STATE"      # per visit: hashes, detection fields, successor; see README
 PREFIX_STATE = "CONFLICTS.PREFIX_STATE"    # per prefix: basis (dimensions + parameters), change sequence
 CHANGES_TABLE = "CONFLICTS.VISIT_CHANGES"  # per prefix and sequence: visits whose PostgreSQL rows may differ
+PROBE_TABLE = "CONFLICTS.SOURCE_PROBES"    # the sensor tick's probe, for the runs it requests (probe_handoff.py)
 EMPTY = "empty"
+# in the basis: a state written with other hashes or fields is recomputed in full once (bump on such a change)
+STATE_VERSION = 2
 BATCH_VISITS = 400_000
 PRIMES = (1000000007, 998244353)
 
@@ -78,27 +81,31 @@ _SETUP = [
     f"CREATE TABLE IF NOT EXISTS {PREFIX_STATE} (PREFIX VARCHAR(3), FINGERPRINT VARCHAR(64), BASIS VARCHAR(32),"
     " SEQ BIGINT, LOG_FROM BIGINT, WATERMARK BIGINT, AS_OF DATE)",
     f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (PREFIX VARCHAR(3), SEQ BIGINT, VISIT_ID VARCHAR(36))",
+    f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (PROBE_ID VARCHAR(32), PREFIX VARCHAR(3), FINGERPRINT VARCHAR(32),"
+    " VISITS BIGINT, H1 BIGINT, H2 BIGINT, WATERMARK BIGINT, LATEST BIGINT, BASIS VARCHAR(32), AS_OF DATE,"
+    " PARAMS VARCHAR, PROBED_AT TIMESTAMP_NTZ)",
 ]
 
 
-def row_hashes() -> tuple[str, str]:
-    """Two independent hashes of every column of a visit row and its caregiver (the fingerprint's and the
-    per-visit diff's; summed modulo PRIMES, exact on both engines)."""
+def row_hash() -> str:
+    """The hash of every column of a visit row and its caregiver (the fingerprint's and the per-visit diff's).
+    It is summed modulo each of PRIMES: exact on both engines, and a change goes unseen only if the 64-bit
+    hash keeps its value modulo their product (~2^60). One hash, not two: hashing is most of a full scan."""
     tables = table_columns()
     row = [f"v.{col}" for col in tables["VISITS.VISITS"]] + [f"c.{col}" for col in tables["VISITS.CAREGIVERS"]]
-    return f"HASH({', '.join(row)})", f"HASH('salt', {', '.join(row)})"
+    return f"HASH({', '.join(row)})"
 
 
 def detection_select() -> str:
     """Detection's columns of a visit row; COPIES and the hashes cover every copy of the VisitID in its prefix
     (computed before the QUALIFY that keeps the latest copy)."""
-    h, hs = row_hashes()
+    h = row_hash()
     copies = "OVER (PARTITION BY v.VISIT_ID, LEFT(c.SSN, 3))"
     return f"""c.SSN AS SSN, LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, v.PROVIDER_KEY AS PROVIDER_KEY,
   v.IS_MISSED AS IS_MISSED, COALESCE(v.CALL_IN_LAT, v.CALL_OUT_LAT) AS LAT,
   COALESCE(v.CALL_IN_LON, v.CALL_OUT_LON) AS LON, v.SCH_START AS S_START, v.SCH_END AS S_END,
   v.VISIT_START AS A_START, v.VISIT_END AS A_END, COUNT(*) {copies} AS COPIES,
-  CAST(SUM({h} % {PRIMES[0]}) {copies} AS BIGINT) AS H1, CAST(SUM({hs} % {PRIMES[1]}) {copies} AS BIGINT) AS H2,
+  CAST(SUM({h} % {PRIMES[0]}) {copies} AS BIGINT) AS H1, CAST(SUM({h} % {PRIMES[1]}) {copies} AS BIGINT) AS H2,
   NVL(ABS(DATEDIFF(second, v.EVV_START, v.VISIT_START)) > 3600
       OR ABS(DATEDIFF(second, v.EVV_END, v.VISIT_END)) > 3600, FALSE) AS SKEWED,
   MIN(v.VISIT_DATE) {copies} AS VISIT_DATE,
@@ -119,7 +126,7 @@ class DetectionParams:
 
 
 # columns a table must have for this release to use it as it stands
-_REQUIRED = {"VISIT_CONFLICTS": set(), "DETECTION_STATE": set(), "VISIT_CHANGES": set(),
+_REQUIRED = {"VISIT_CONFLICTS": set(), "DETECTION_STATE": set(), "VISIT_CHANGES": set(), "SOURCE_PROBES": set(),
              "VISIT_STATE": set(STATE_NAMES), "PREFIX_STATE": {"BASIS", "WATERMARK", "AS_OF"}}
 
 
@@ -149,18 +156,17 @@ def reset_tables(cursor) -> None:
 
 def fingerprint_sql(prefixes: list[str], as_of: dt.date) -> str:
     tables = table_columns()
-    visit_hash, visit_hash_salted = row_hashes()
+    visit_hash = row_hash()
     digests = []
     for table, cols in tables.items():
         if table in ("VISITS.VISITS", "VISITS.CAREGIVERS"):
             continue
         h = f"HASH({', '.join(cols)})"
-        hs = f"HASH('salt', {', '.join(cols)})"
-        digests.append(f"UNION ALL SELECT '{table}', COUNT(*), SUM({h} % 1000000007), SUM({hs} % 998244353), "
+        digests.append(f"UNION ALL SELECT '{table}', COUNT(*), SUM({h} % {PRIMES[0]}), SUM({h} % {PRIMES[1]}), "
                        f"NULL FROM {table}")
     return (sql_file("fingerprint.sql")
             .replace("{visit_hash}", visit_hash)
-            .replace("{visit_hash_salted}", visit_hash_salted)
+            .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
             .replace("{as_of}", as_of.isoformat())
             .replace("{prefix_filter}", prefix_filter(prefixes))
             .replace("{dimension_digests}", "\n".join(digests)))
@@ -171,7 +177,8 @@ class Probe:
     """What the one fingerprint query says about a run's prefixes."""
     current: dict[str, tuple[str, int]]       # prefix -> (fingerprint, visits in the window)
     sums: dict[str, tuple[int, int, int]]     # prefix -> (rows, H1 sum, H2 sum): what VISIT_STATE must add up to
-    watermarks: dict[str, int | None]         # prefix -> latest LAST_UPDATED_DATE, epoch seconds
+    watermarks: dict[str, int | None]         # prefix -> latest LAST_UPDATED_DATE, epoch seconds, at most now
+    latest: dict[str, int | None]             # prefix -> latest LAST_UPDATED_DATE as found (the probe's horizon)
     basis: str                                # digest of the dimension tables and the parameters
 
 
@@ -184,14 +191,16 @@ def probe(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams) 
     parts = {str(k): (int(n), int(h1 or 0), int(h2 or 0), None if w is None else int(w))
              for k, n, h1, h2, w in cursor.fetchall()}
     dims = "|".join(f"{k}:{v[:3]}" for k, v in sorted(parts.items()) if "." in k)
-    current, sums, watermarks = {}, {}, {}
+    current, sums, watermarks, latest = {}, {}, {}, {}
     for prefix in prefixes:
         n, h1, h2, w = parts.get(prefix, (0, 0, 0, None))
         raw = f"{n}|{h1}|{h2}|{dims}|{params.tag()}" if n else f"{EMPTY}|{params.tag()}"
         current[prefix] = (hashlib.md5(raw.encode()).hexdigest(), n)
         # a stamp in the future (clock skew) must not hide later edits: never above now
         sums[prefix], watermarks[prefix] = (n, h1, h2), None if w is None else min(w, int(time.time()))
-    return Probe(current, sums, watermarks, hashlib.md5(f"{dims}|{params.tag()}".encode()).hexdigest())
+        latest[prefix] = w
+    basis = hashlib.md5(f"{dims}|{params.tag()}|{STATE_VERSION}".encode()).hexdigest()
+    return Probe(current, sums, watermarks, latest, basis)
 
 
 def stored_fingerprints(cursor, prefixes: list[str]) -> dict[str, str]:
@@ -217,24 +226,27 @@ class Plan:
     incremental: set[str]    # of those, the ones whose per-visit state can be reused
 
 
-def plan(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams, force: bool = False) -> Plan:
+def plan(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams, force: bool = False,
+         found: Probe | None = None) -> Plan:
+    """``found``: the sensor tick's probe of these prefixes, when the run has it (else probed here)."""
     ensure_tables(cursor)
-    found = probe(cursor, prefixes, as_of, params)
+    found = found or probe(cursor, prefixes, as_of, params)
     stored = {} if force else stored_fingerprints(cursor, prefixes)
     changed = sorted(p for p in prefixes if stored.get(p) != found.current[p][0])
     return Plan(found, stored, changed, incremental_prefixes(cursor, changed, stored, found.basis))
 
 
 def detect(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams = DetectionParams(),
-           force: bool = False) -> dict:
-    """Detect conflicts for the prefixes that changed; returns counts only (never an SSN)."""
+           force: bool = False, found: Probe | None = None) -> dict:
+    """Detect conflicts for the prefixes that changed; returns counts only (never an SSN). ``found``: the
+    sensor tick's probe of these prefixes (probe_handoff.py), which saves the run a scan of the source."""
     from conflict_assets.incremental import detect_incremental
 
-    started = time.monotonic()
-    todo = plan(cursor, prefixes, as_of, params, force)
+    started, from_tick = time.monotonic(), found is not None
+    todo = plan(cursor, prefixes, as_of, params, force, found)
     found, changed, incremental = todo.found, todo.changed, todo.incremental
     full = [p for p in changed if p not in incremental]
-    summary = {"prefixes": len(prefixes), "prefixes_changed": len(changed),
+    summary = {"prefixes": len(prefixes), "probe_from_tick": from_tick, "prefixes_changed": len(changed),
                "prefixes_skipped": len(prefixes) - len(changed), "prefixes_full": len(full),
                "prefixes_incremental": len(incremental), "prefixes_by_watermark": 0, "prefixes_rescanned": 0,
                "sequences_by_islands": 0, "sequences_read_whole": 0,

@@ -24,7 +24,7 @@ import time
 
 from conflict_assets.detection import (
     CHANGES_TABLE, DETECTION_FIELDS, PREFIX_STATE, PRIMES, RESULT_TABLE, STATE_NAMES, VISIT_STATE, DetectionParams,
-    Probe, _batches, add_bad_input_counts, detection_select, fill, lookup_keys, next_seq, row_hashes,
+    Probe, _batches, add_bad_input_counts, detection_select, fill, literal_rows, lookup_keys, next_seq, row_hash,
     run_statements, stage_prefix_rows, stored_sequences, write_prefix_state,
 )
 from conflict_assets.pairs import bad_input_counts, result_rows, travel_pairs
@@ -52,10 +52,10 @@ SUCCESSORS = "-- @successors"
 
 def _fill(sql: str, prefixes: list[str], as_of: dt.date) -> str:
     """The placeholders every incremental statement shares."""
-    h, hs = row_hashes()
+    h = row_hash()
     window = "DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}'))"
     return (lookup_keys(sql).replace("{in_window}", f"v.VISIT_DATE BETWEEN {window}").replace("{window}", window)
-            .replace("{h}", h).replace("{hs}", hs)
+            .replace("{h}", h)
             .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
             .replace("{as_of}", as_of.isoformat())
             .replace("{lookback_seconds}", str(WATERMARK_LOOKBACK_SECONDS))
@@ -111,7 +111,10 @@ def _batch_candidates(cursor, prefixes: list[str]) -> str:
 
 def find_changed_visits(cursor, prefixes: list[str], found: Probe, as_of: dt.date, summary: dict) -> None:
     """CF_TOUCH for the batch: by watermark, then a full rescan of the prefixes whose sums do not add up."""
+    # the probe's latest stamp per prefix, the horizon of the visits read by stamp
+    latest = literal_rows([(p, found.latest[p]) for p in prefixes], [("PREFIX", "VARCHAR"), ("LATEST", "BIGINT")])
     run_statements(cursor, _fill(sql_file("changed_visits.sql"), prefixes, as_of)
+                   .replace("{probe_latest}", latest)
                    .replace("{batch_candidates}", _batch_candidates(cursor, prefixes))
                    .replace("{candidate_rows}", _rows(prefixes, as_of, "SELECT CAND_ID FROM CF_CAND")))
     totals = {p: (int(n), int(h1), int(h2)) for p, n, h1, h2 in cursor.fetchall()}

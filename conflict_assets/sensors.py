@@ -7,7 +7,9 @@ case) that is ONE run over their span: the work then follows the changed visits,
 fixed cost (fingerprints, ~50 warehouse statements, the sync's read), and unchanged prefixes inside the
 span are skipped by their fingerprint. Otherwise (first load, a dimension or parameter change) they are
 range runs of contiguous prefixes, at most one backfill chunk each. The cursor holds a digest of the
-requested state, so an unchanged source or a request still in flight is never requested twice.
+requested state, so an unchanged source or a request still in flight is never requested twice. The tick's
+probe is saved under that digest and the runs are tagged with it, so they do not probe again
+(probe_handoff.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import dagster as dg
 
 from conflict_assets.detection import DetectionParams, plan
 from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
+from conflict_assets.probe_handoff import PROBE_TAG, save_probe
 from conflict_assets.source_schema import as_of_date
 from resources.partition_runs import partition_range_tags
 from resources.settings import sensors_default_status
@@ -51,12 +54,6 @@ def run_ranges(changed: list[str], reusable: set[str]) -> list[tuple[str, str]]:
     return contiguous_ranges(changed)
 
 
-def source_state(cursor, as_of, params: DetectionParams) -> tuple[dict[str, str], dict[str, str], set[str]]:
-    """(current fingerprints, recorded fingerprints, changed prefixes whose state allows an incremental update)."""
-    todo = plan(cursor, PREFIXES, as_of, params)
-    return {p: fp for p, (fp, _) in todo.found.current.items()}, todo.stored, todo.incremental
-
-
 def source_change_requests(current: dict[str, str], recorded: dict[str, str], cursor: str | None,
                            reusable: set[str] = frozenset()):
     changed = changed_prefixes(current, recorded)
@@ -69,11 +66,21 @@ def source_change_requests(current: dict[str, str], recorded: dict[str, str], cu
         dg.RunRequest(
             run_key=f"conflicts-{state[:12]}-{first}-{last}",
             asset_selection=[DETECTION_KEY, SYNC_KEY],
-            tags=partition_range_tags(first, last),
+            tags={**partition_range_tags(first, last), PROBE_TAG: state},
         )
         for first, last in run_ranges(changed, reusable)
     ]
     return dg.SensorResult(run_requests=runs, cursor=state)
+
+
+def evaluate(cursor, as_of, params: DetectionParams, sensor_cursor: str | None):
+    """One tick: probe every prefix, request runs for the changed ones, and save the probe they are tagged with."""
+    todo = plan(cursor, PREFIXES, as_of, params)
+    current = {p: fp for p, (fp, _) in todo.found.current.items()}
+    result = source_change_requests(current, todo.stored, sensor_cursor, todo.incremental)
+    if isinstance(result, dg.SensorResult):
+        save_probe(cursor, todo.found, result.cursor, as_of, params)
+    return result
 
 
 @dg.sensor(
@@ -88,11 +95,10 @@ def conflict_source_changes(context: dg.SensorEvaluationContext, warehouse: Ware
 
     try:
         with warehouse.get_connection() as conn:
-            current, recorded, reusable = source_state(conn.cursor(), as_of_date(), DetectionParams())
+            return evaluate(conn.cursor(), as_of_date(), DetectionParams(), context.cursor)
     except snowflake.connector.errors.ProgrammingError as exc:
         # e.g. no visit tables yet; the error number says which, without quoting any data
         return dg.SkipReason(f"visit source not readable (Snowflake error {exc.errno})")
-    return source_change_requests(current, recorded, context.cursor, reusable)
 
 
 conflict_sensors = [conflict_source_changes]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 import uuid
 
 import psycopg
@@ -28,6 +29,8 @@ from conflict_assets.detection import (
 from conflict_assets.generate import generate
 from conflict_assets.partitions import PREFIXES
 from conflict_assets.postgres_schema import setup_postgres
+from conflict_assets.probe_handoff import PROBE_TAG, load_probe
+from conflict_assets.sensors import evaluate
 from conflict_assets.source_schema import table_columns
 from conflict_assets.sync import sync
 from resources.postgres import PostgresResource
@@ -272,6 +275,48 @@ def test_runs_within_the_lookback_read_only_what_is_new(pair):
         assert found["prefixes_rescanned"] == 0
         assert found["visits_read"] == found["visits_changed"] == len(batch)
     _assert_equals_from_scratch(pair, "after back-to-back runs")
+
+
+def test_a_run_requested_by_a_tick_uses_its_probe_and_leaves_later_edits_to_the_next_tick(pair):
+    """The run reuses the tick's probe (no second scan of the source): an edit stamped after the tick is not
+    read, the state still adds up to the probe's sums (no rescan), and the next tick brings the edit."""
+    warehouse, postgres, _, _ = pair
+    _run(warehouse, postgres)
+    # two visits of one prefix: the run recomputes that prefix, and must still not read the later edit
+    first, second = [r[0] for r in _wh(warehouse, f"SELECT DISTINCT VISIT_ID FROM {RESULT_TABLE} WHERE PREFIX = "
+                                                  f"(SELECT MIN(PREFIX) FROM {RESULT_TABLE}) ORDER BY 1 LIMIT 2")]
+    params = DetectionParams()
+
+    def tick_and_run() -> tuple[dict, str]:
+        with warehouse.get_connection() as conn:
+            cur = conn.cursor()
+            requests = evaluate(cur, AS_OF, params, None).run_requests
+            probe_id = requests[0].tags[PROBE_TAG]
+            found = load_probe(cur, probe_id, PREFIXES, AS_OF, params)
+            assert found is not None
+            # the probe is only handed to runs of the same date and parameters, under a well-formed id
+            assert load_probe(cur, probe_id, PREFIXES, AS_OF + dt.timedelta(days=1), params) is None
+            assert load_probe(cur, probe_id, PREFIXES, AS_OF, DetectionParams(speed_kmh=30.0)) is None
+            assert load_probe(cur, "' OR '1' = '1", PREFIXES, AS_OF, params) is None
+            return detect(cur, PREFIXES, AS_OF, params, found=found), probe_id
+
+    move = "SCH_START = DATEADD(hour, 5, SCH_START), SCH_END = DATEADD(hour, 5, SCH_END)"
+    _wh(warehouse, f"UPDATE VISITS.VISITS SET {STAMP}, {move} WHERE VISIT_ID = '{first}'")
+    with warehouse.get_connection() as conn:
+        cur = conn.cursor()
+        requests = evaluate(cur, AS_OF, params, None).run_requests
+        found = load_probe(cur, requests[0].tags[PROBE_TAG], PREFIXES, AS_OF, params)
+    time.sleep(1.1)  # the probe's horizon is a whole second: the next edit is stamped after it
+    _wh(warehouse, f"UPDATE VISITS.VISITS SET {STAMP}, {move} WHERE VISIT_ID = '{second}'")
+    with warehouse.get_connection() as conn:
+        done = detect(conn.cursor(), PREFIXES, AS_OF, params, found=found)
+    sync(warehouse, postgres, PREFIXES, AS_OF)
+    assert done["probe_from_tick"] and done["prefixes_rescanned"] == 0
+    assert done["visits_changed"] == 1  # the first edit only
+    again, _ = tick_and_run()
+    assert again["probe_from_tick"] and again["prefixes_rescanned"] == 0 and again["visits_changed"] == 1
+    sync(warehouse, postgres, PREFIXES, AS_OF)
+    _assert_equals_from_scratch(pair, "after runs on the tick's probe")
 
 
 def test_state_of_an_older_layout_is_dropped_and_rebuilt_where_the_source_changes(pair):

@@ -97,4 +97,5 @@ def test_a_sensor_tick_leads_to_runs_that_succeed_and_then_nothing_to_do(warehou
     assert result.success
     detection = result.asset_materializations_for_node("conflicts__visit_conflicts")[0].metadata
     assert detection["prefixes_incremental"].value == 2
+    assert detection["probe_from_tick"].value is True  # the run did not probe the source again
     assert isinstance(tick(spanned.cursor), dg.SkipReason)
