@@ -9,7 +9,8 @@
 -- changed ones). {batch_candidates} is that test with the batch's widest bounds, on the visit's own columns,
 -- so the scan drops all other visits before any join. What a watermark cannot see (a deletion, an SSN moved
 -- to another prefix, an edit that kept its old stamp, a late commit stamped before the lookback) shows in the
--- last statement: the state plus the deltas must add up to the sums the fingerprint query just measured;
+-- last statement: the state plus the deltas must add up to the sums the fingerprint query measured (the
+-- run's own, or the sensor tick's that requested it);
 -- incremental.py rescans the prefixes where they do not.
 
 -- CF_CAND: each candidate's key (CAND_*) and what the state holds of it, if anything (one read of the state,
