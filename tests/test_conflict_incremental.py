@@ -306,7 +306,8 @@ def test_a_run_requested_by_a_tick_uses_its_probe_and_leaves_later_edits_to_the_
         cur = conn.cursor()
         requests = evaluate(cur, AS_OF, params, None).run_requests
         found = load_probe(cur, requests[0].tags[PROBE_TAG], PREFIXES, AS_OF, params)
-    time.sleep(1.1)  # the probe's horizon is a whole second: the next edit is stamped after it
+    # the probe's horizon is in whole seconds, rounded on the emulator: up to 1.5 s past its latest stamp
+    time.sleep(2.1)
     _wh(warehouse, f"UPDATE VISITS.VISITS SET {STAMP}, {move} WHERE VISIT_ID = '{second}'")
     with warehouse.get_connection() as conn:
         done = detect(conn.cursor(), PREFIXES, AS_OF, params, found=found)
