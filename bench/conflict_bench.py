@@ -42,7 +42,7 @@ from conflict_assets.detection import DetectionParams, detect, reset_tables
 from conflict_assets.generate import generate
 from conflict_assets.partitions import PARTITIONS_PER_RUN, PREFIXES
 from conflict_assets.postgres_schema import ensure_postgres, setup_postgres
-from conflict_assets.probe_handoff import PROBE_TAG, load_probe
+from conflict_assets.probe_handoff import PROBE_TAG
 from conflict_assets.sensors import evaluate
 from conflict_assets.source_schema import visit_rows_sql
 from conflict_assets.sync import _column_values, sync
@@ -127,9 +127,7 @@ def run_ours(warehouse, postgres, as_of: dt.date, after_tick: bool = False) -> d
         probe_id = requests[0].tags[PROBE_TAG] if requests else None
     for prefixes in runs:
         with wh.get_connection() as conn:
-            cur = conn.cursor()  # as the detection asset does with the sensor's tag
-            ticked = load_probe(cur, probe_id, prefixes, as_of, DetectionParams())
-            detected = detect(cur, prefixes, as_of, found=ticked)
+            detected = detect(conn.cursor(), prefixes, as_of, probe_id=probe_id)  # as the asset does with the tag
         result = sync(wh, postgres, prefixes, as_of)
         for key in totals:
             totals[key] += result[key]

@@ -21,7 +21,7 @@ from dagster import (
 
 from conflict_assets.detection import BAD_INPUT_KEYS, DetectionParams, detect
 from conflict_assets.partitions import backfill_policy, ssn_prefix_partitions
-from conflict_assets.probe_handoff import PROBE_TAG, load_probe
+from conflict_assets.probe_handoff import PROBE_TAG
 from conflict_assets.postgres_schema import ensure_postgres
 from conflict_assets.source_schema import as_of_date
 from conflict_assets.sync import sanitized, sync
@@ -61,10 +61,9 @@ def visit_conflicts(context: AssetExecutionContext, config: DetectionConfig, war
     params = DetectionParams(config.tolerance_minutes, config.speed_kmh, config.min_travel_km)
     as_of = as_of_date()
     with sanitized("conflict detection"), warehouse.get_connection() as conn:
-        cursor = conn.cursor()
-        # a run the source sensor requested reuses the tick's probe (unless forced: then everything is fresh)
-        found = None if config.force else load_probe(cursor, context.run.tags.get(PROBE_TAG), prefixes, as_of, params)
-        summary = detect(cursor, prefixes, as_of, params, force=config.force, found=found)
+        # a run the source sensor requested reuses the tick's probe (unless forced)
+        summary = detect(conn.cursor(), prefixes, as_of, params, force=config.force,
+                         probe_id=context.run.tags.get(PROBE_TAG))
     bad = {k: summary[k] for k in BAD_INPUT_KEYS if summary[k]}
     if bad:
         context.log.warning(f"bad input in {len(prefixes)} prefixes (kept, counted): {bad}")

@@ -224,29 +224,34 @@ class Plan:
     stored: dict[str, str]   # prefix -> fingerprint recorded by the last detection (empty with ``force``)
     changed: list[str]       # prefixes whose fingerprint differs from the recorded one
     incremental: set[str]    # of those, the ones whose per-visit state can be reused
+    from_tick: bool = False  # ``found`` is the sensor tick's probe, not this run's
 
 
 def plan(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams, force: bool = False,
-         found: Probe | None = None) -> Plan:
-    """``found``: the sensor tick's probe of these prefixes, when the run has it (else probed here)."""
+         probe_id: str | None = None) -> Plan:
+    """``probe_id``: the sensor tick's probe the run was tagged with (probe_handoff.py); used when it is still
+    usable for these prefixes and the run is not forced, else the source is probed here."""
+    from conflict_assets.probe_handoff import load_probe
+
     ensure_tables(cursor)
-    found = found or probe(cursor, prefixes, as_of, params)
+    saved = None if force else load_probe(cursor, probe_id, prefixes, as_of, params)
+    found = saved or probe(cursor, prefixes, as_of, params)
     stored = {} if force else stored_fingerprints(cursor, prefixes)
     changed = sorted(p for p in prefixes if stored.get(p) != found.current[p][0])
-    return Plan(found, stored, changed, incremental_prefixes(cursor, changed, stored, found.basis))
+    return Plan(found, stored, changed, incremental_prefixes(cursor, changed, stored, found.basis), saved is not None)
 
 
 def detect(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams = DetectionParams(),
-           force: bool = False, found: Probe | None = None) -> dict:
-    """Detect conflicts for the prefixes that changed; returns counts only (never an SSN). ``found``: the
-    sensor tick's probe of these prefixes (probe_handoff.py), which saves the run a scan of the source."""
+           force: bool = False, probe_id: str | None = None) -> dict:
+    """Detect conflicts for the prefixes that changed; returns counts only (never an SSN). ``probe_id``: the
+    sensor tick's probe the run was tagged with, which saves the run a scan of the source (see ``plan``)."""
     from conflict_assets.incremental import detect_incremental
 
-    started, from_tick = time.monotonic(), found is not None
-    todo = plan(cursor, prefixes, as_of, params, force, found)
+    started = time.monotonic()
+    todo = plan(cursor, prefixes, as_of, params, force, probe_id)
     found, changed, incremental = todo.found, todo.changed, todo.incremental
     full = [p for p in changed if p not in incremental]
-    summary = {"prefixes": len(prefixes), "probe_from_tick": from_tick, "prefixes_changed": len(changed),
+    summary = {"prefixes": len(prefixes), "probe_from_tick": todo.from_tick, "prefixes_changed": len(changed),
                "prefixes_skipped": len(prefixes) - len(changed), "prefixes_full": len(full),
                "prefixes_incremental": len(incremental), "prefixes_by_watermark": 0, "prefixes_rescanned": 0,
                "sequences_by_islands": 0, "sequences_read_whole": 0,

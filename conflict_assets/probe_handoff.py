@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from conflict_assets.detection import PROBE_TABLE, DetectionParams, Probe, ensure_tables, literal_rows
+from conflict_assets.detection import PROBE_TABLE, DetectionParams, Probe, literal_rows
 from conflict_assets.source_schema import prefix_filter
 
 PROBE_TAG = "conflicts/probe"
@@ -39,10 +39,10 @@ def save_probe(cursor, found: Probe, probe_id: str, as_of: dt.date, params: Dete
 
 def load_probe(cursor, probe_id: str | None, prefixes: list[str], as_of: dt.date,
                params: DetectionParams) -> Probe | None:
-    """The saved probe of ``prefixes``, if it is usable for this run; else None."""
+    """The saved probe of ``prefixes``, if it is usable for this run; else None (the caller has ensured the
+    tables: detection.plan)."""
     if not probe_id or not _ID.fullmatch(probe_id):
         return None
-    ensure_tables(cursor)
     cursor.execute(f"SELECT PREFIX, FINGERPRINT, VISITS, H1, H2, WATERMARK, LATEST, BASIS FROM {PROBE_TABLE} "
                    f"WHERE PROBE_ID = '{probe_id}' AND AS_OF = TO_DATE('{as_of.isoformat()}') "
                    f"AND PARAMS = '{params.tag()}' AND PROBED_AT >= DATEADD(second, -{PROBE_MAX_AGE_SECONDS}, "

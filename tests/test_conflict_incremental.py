@@ -287,36 +287,35 @@ def test_a_run_requested_by_a_tick_uses_its_probe_and_leaves_later_edits_to_the_
                                                   f"(SELECT MIN(PREFIX) FROM {RESULT_TABLE}) ORDER BY 1 LIMIT 2")]
     params = DetectionParams()
 
-    def tick_and_run() -> tuple[dict, str]:
+    def tick() -> str:
+        """The sensor's tick: the probe id its run requests are tagged with."""
         with warehouse.get_connection() as conn:
             cur = conn.cursor()
-            requests = evaluate(cur, AS_OF, params, None).run_requests
-            probe_id = requests[0].tags[PROBE_TAG]
-            found = load_probe(cur, probe_id, PREFIXES, AS_OF, params)
-            assert found is not None
+            probe_id = evaluate(cur, AS_OF, params, None).run_requests[0].tags[PROBE_TAG]
+            assert load_probe(cur, probe_id, PREFIXES, AS_OF, params) is not None
             # the probe is only handed to runs of the same date and parameters, under a well-formed id
             assert load_probe(cur, probe_id, PREFIXES, AS_OF + dt.timedelta(days=1), params) is None
             assert load_probe(cur, probe_id, PREFIXES, AS_OF, DetectionParams(speed_kmh=30.0)) is None
             assert load_probe(cur, "' OR '1' = '1", PREFIXES, AS_OF, params) is None
-            return detect(cur, PREFIXES, AS_OF, params, found=found), probe_id
+        return probe_id
+
+    def run(probe_id: str) -> dict:
+        with warehouse.get_connection() as conn:
+            done = detect(conn.cursor(), PREFIXES, AS_OF, params, probe_id=probe_id)
+        sync(warehouse, postgres, PREFIXES, AS_OF)
+        return done
 
     move = "SCH_START = DATEADD(hour, 5, SCH_START), SCH_END = DATEADD(hour, 5, SCH_END)"
     _wh(warehouse, f"UPDATE VISITS.VISITS SET {STAMP}, {move} WHERE VISIT_ID = '{first}'")
-    with warehouse.get_connection() as conn:
-        cur = conn.cursor()
-        requests = evaluate(cur, AS_OF, params, None).run_requests
-        found = load_probe(cur, requests[0].tags[PROBE_TAG], PREFIXES, AS_OF, params)
+    probe_id = tick()
     # the probe's horizon is in whole seconds, rounded on the emulator: up to 1.5 s past its latest stamp
     time.sleep(2.1)
     _wh(warehouse, f"UPDATE VISITS.VISITS SET {STAMP}, {move} WHERE VISIT_ID = '{second}'")
-    with warehouse.get_connection() as conn:
-        done = detect(conn.cursor(), PREFIXES, AS_OF, params, found=found)
-    sync(warehouse, postgres, PREFIXES, AS_OF)
+    done = run(probe_id)
     assert done["probe_from_tick"] and done["prefixes_rescanned"] == 0
     assert done["visits_changed"] == 1  # the first edit only
-    again, _ = tick_and_run()
+    again = run(tick())
     assert again["probe_from_tick"] and again["prefixes_rescanned"] == 0 and again["visits_changed"] == 1
-    sync(warehouse, postgres, PREFIXES, AS_OF)
     _assert_equals_from_scratch(pair, "after runs on the tick's probe")
 
 
