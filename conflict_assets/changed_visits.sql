@@ -9,14 +9,14 @@
 -- changed ones). {batch_candidates} is that test with the batch's widest bounds, on the visit's own columns,
 -- so the scan drops all other visits before any join. What a watermark cannot see (a deletion, an SSN moved
 -- to another prefix, an edit that kept its old stamp, a late commit stamped before the lookback) shows in the
--- last statement: the state plus the deltas must add up to the sums the fingerprint query measured (the
--- run's own, or the sensor tick's that requested it);
--- incremental.py rescans the prefixes where they do not.
+-- sums: the state's (kept in PREFIX_STATE) plus CF_TOUCH's deltas must add up to the sums the fingerprint
+-- query measured (the run's own, or the sensor tick's that requested it); incremental.py rescans the
+-- prefixes where they do not.
 
--- CF_CAND: each candidate's key (CAND_*) and what the state holds of it, if anything (one read of the state,
--- by its lookup key VKEY)
+-- CF_CAND: each candidate's key (CAND_*) and what the state holds of it, if anything (the one read of the
+-- state for the changed visits, by its lookup key VKEY; incremental.sql's CF_OLD comes from here)
 CREATE OR REPLACE TEMPORARY TABLE CF_CAND AS
-SELECT k.PREFIX AS CAND_PREFIX, k.VISIT_ID AS CAND_ID, s.PREFIX, s.VISIT_ID, s.COPIES, s.H1, s.H2
+SELECT k.PREFIX AS CAND_PREFIX, k.VISIT_ID AS CAND_ID, s.PREFIX, s.VISIT_ID, {stored_columns}
 FROM (
   SELECT x.*, {visit_key} AS VKEY FROM (
     SELECT LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, DATE_PART(epoch_second, v.LAST_UPDATED_DATE) AS STAMP
@@ -33,8 +33,8 @@ FROM (
 LEFT JOIN {visit_state_table} s ON {same_visit:k:s}
 WHERE s.VISIT_ID IS NULL OR s.STAMP IS NULL OR k.STAMP IS NULL OR k.STAMP > s.STAMP
 UNION
-SELECT PREFIX, VISIT_ID, PREFIX, VISIT_ID, COPIES, H1, H2 FROM {visit_state_table}
-WHERE {f} AND NOT (VISIT_DATE BETWEEN {window});
+SELECT s.PREFIX, s.VISIT_ID, s.PREFIX, s.VISIT_ID, {stored_columns} FROM {visit_state_table} s
+WHERE {fs} AND NOT (s.VISIT_DATE BETWEEN {window});
 
 -- the candidates as they are now: detection fields, and hashes over every copy of the VisitID (one read)
 CREATE OR REPLACE TEMPORARY TABLE CF_CAND_ROWS AS
@@ -52,9 +52,3 @@ SELECT x.*, {visit_key} AS VKEY FROM (
   WHERE n.VISIT_ID IS NULL OR s.VISIT_ID IS NULL OR n.H1 <> s.H1 OR n.H2 <> s.H2
 ) x;
 
--- per prefix: rows, H1 and H2 sums of the state once the deltas are applied
-SELECT PREFIX, SUM(R), SUM(H1), SUM(H2) FROM (
-  SELECT PREFIX, COPIES AS R, H1, H2 FROM {visit_state_table} WHERE {f}
-  UNION ALL
-  SELECT PREFIX, D_ROWS, D_H1, D_H2 FROM CF_TOUCH
-) x GROUP BY PREFIX

@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 
-from conflict_assets.pairs import bad_input_counts, overlap_seconds, result_rows, successor_columns, travel_pairs
+from conflict_assets.pairs import BAD_INPUT_RULES, bad_input_counts, overlap_seconds, result_rows, successor_columns, travel_pairs
 from conflict_assets.source_schema import prefix_filter, sql_file, table_columns, visit_rows_sql
 from resources.warehouse import transaction
 
@@ -70,6 +70,11 @@ def lookup_keys(sql: str) -> str:
                   f"{m[2]}.SSN AND {m[1]}.DAY = CAST(FLOOR({m[2]}.E0 / 86400) AS BIGINT), TRUE, FALSE)", sql)
 
 
+BAD_INPUT_KEYS = [name.lower() for name, _ in BAD_INPUT_RULES]
+# Per prefix, in PREFIX_STATE: what the prefix's VISIT_STATE rows add up to (COPIES, H1, H2: the sums check)
+# and their bad-input counts. An incremental run adds its deltas to these instead of scanning the state.
+AGGREGATES = ["SUM_COPIES", "SUM_H1", "SUM_H2"] + [f"N_{name}" for name, _ in BAD_INPUT_RULES]
+
 _SETUP = [
     "CREATE SCHEMA IF NOT EXISTS CONFLICTS",
     f"CREATE TABLE IF NOT EXISTS {RESULT_TABLE} (PREFIX VARCHAR(3), CONFLICTID VARCHAR(32), CONFLICT_TYPE VARCHAR(20),"
@@ -79,7 +84,7 @@ _SETUP = [
     " CONFLICT_ROWS BIGINT, DETECTED_AT TIMESTAMP_NTZ)",
     f"CREATE TABLE IF NOT EXISTS {VISIT_STATE} ({', '.join(f'{n} {t}' for n, t in STATE_COLUMNS)})",
     f"CREATE TABLE IF NOT EXISTS {PREFIX_STATE} (PREFIX VARCHAR(3), FINGERPRINT VARCHAR(64), BASIS VARCHAR(32),"
-    " SEQ BIGINT, LOG_FROM BIGINT, WATERMARK BIGINT, AS_OF DATE)",
+    f" SEQ BIGINT, LOG_FROM BIGINT, WATERMARK BIGINT, AS_OF DATE, {', '.join(f'{a} BIGINT' for a in AGGREGATES)})",
     f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (PREFIX VARCHAR(3), SEQ BIGINT, VISIT_ID VARCHAR(36))",
     f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (PROBE_ID VARCHAR(32), PREFIX VARCHAR(3), FINGERPRINT VARCHAR(32),"
     " VISITS BIGINT, H1 BIGINT, H2 BIGINT, WATERMARK BIGINT, LATEST BIGINT, BASIS VARCHAR(32), AS_OF DATE,"
@@ -111,9 +116,6 @@ def detection_select() -> str:
   MIN(v.VISIT_DATE) {copies} AS VISIT_DATE,
   DATE_PART(epoch_second, MAX(v.LAST_UPDATED_DATE) {copies}) AS STAMP"""
 
-BAD_INPUT_KEYS = ["duplicate_visit_ids", "bad_scheduled_times", "bad_actual_times", "unusable_visits",
-                  "without_gps", "clock_skew"]
-
 
 @dataclass(frozen=True)
 class DetectionParams:
@@ -127,7 +129,7 @@ class DetectionParams:
 
 # columns a table must have for this release to use it as it stands
 _REQUIRED = {"VISIT_CONFLICTS": set(), "DETECTION_STATE": set(), "VISIT_CHANGES": set(), "SOURCE_PROBES": set(),
-             "VISIT_STATE": set(STATE_NAMES), "PREFIX_STATE": {"BASIS", "WATERMARK", "AS_OF"}}
+             "VISIT_STATE": set(STATE_NAMES), "PREFIX_STATE": {"BASIS", "WATERMARK", "AS_OF", *AGGREGATES}}
 
 
 def ensure_tables(cursor) -> None:
@@ -270,13 +272,14 @@ def detect(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams 
 def _detect_full(cursor, changed: list[str], found: Probe, as_of: dt.date, params: DetectionParams,
                  summary: dict) -> None:
     current = found.current
-    seqs = stored_sequences(cursor, changed)
+    stored = stored_prefix_state(cursor, changed)
     # Without PREFIX_STATE a prefix is never updated incrementally: dropping it first means the per-batch
     # VISIT_STATE writes below can never be mistaken for a consistent state if this run dies half-way.
     cursor.execute(f"DELETE FROM {PREFIX_STATE} WHERE {prefix_filter(changed, 'PREFIX')}")
     cursor.execute(f"DELETE FROM {VISIT_STATE} WHERE {prefix_filter(changed, 'PREFIX')}")
+    aggregates = {p: dict.fromkeys(AGGREGATES, 0) for p in changed}  # a prefix without visits has none
     for number, batch in enumerate(_batches(changed, current)):
-        _detect_batch(cursor, batch, as_of, params, summary)
+        aggregates.update(_detect_batch(cursor, batch, as_of, params))
         cursor.execute("CREATE OR REPLACE TEMPORARY TABLE CF_ALL AS SELECT * FROM CF_RESULT" if number == 0
                        else "INSERT INTO CF_ALL SELECT * FROM CF_RESULT")
         cursor.execute(f"INSERT INTO {VISIT_STATE} ({', '.join(STATE_NAMES)}) SELECT {', '.join(STATE_NAMES)} FROM CF_SEQ")
@@ -288,7 +291,8 @@ def _detect_full(cursor, changed: list[str], found: Probe, as_of: dt.date, param
     summary["conflict_rows_written"] += written
     summary["visits_changed"] += sum(current[p][1] for p in changed)
     summary["visits_repaired"] += sum(current[p][1] for p in changed)
-    _replace(cursor, changed, found, as_of, rows_per_prefix, seqs)
+    add_bad_input_counts(summary, aggregates)
+    _replace(cursor, changed, found, as_of, rows_per_prefix, stored, aggregates)
 
 
 def _batches(changed: list[str], current: dict, limit: int = BATCH_VISITS) -> list[list[str]]:
@@ -324,24 +328,28 @@ def run_statements(cursor, sql: str) -> None:
     cursor.execute(stmts[-1])
 
 
-def add_bad_input_counts(cursor, summary: dict) -> None:
-    names = [d[0].lower() for d in cursor.description]
-    for row in cursor.fetchall():
-        for key, value in zip(names, row):
-            if key in BAD_INPUT_KEYS:
-                summary[key] += int(value)
+def read_aggregates(cursor) -> dict[str, dict[str, int]]:
+    """Per prefix, the other columns of the rows the last statement returned (PREFIX first), by name."""
+    names = [d[0].upper() for d in cursor.description]
+    return {row[0]: {n: int(v or 0) for n, v in zip(names[1:], row[1:])} for row in cursor.fetchall()}
 
 
-def _detect_batch(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams, summary: dict) -> None:
+def add_bad_input_counts(summary: dict, aggregates: dict[str, dict[str, int]]) -> None:
+    for values in aggregates.values():
+        for key in BAD_INPUT_KEYS:
+            summary[key] += values[f"N_{key.upper()}"]
+
+
+def _detect_batch(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams) -> dict:
     """Run detection.sql for one batch: leaves the batch's conflict rows in CF_RESULT and its per-visit state
-    in CF_SEQ, adds bad-input counts."""
+    in CF_SEQ; returns the AGGREGATES of each prefix with visits."""
     sql = (sql_file("detection.sql")
            .replace("{visit_rows}", visit_rows_sql(prefixes, as_of, detection_select(), dimensions=False))
            .replace("{visit_state}", sql_file("visit_state.sql"))
            .replace("{travel_pairs}", travel_pairs("CF_SEQ"))
            .replace("{result_rows}", result_rows("CF_OVERLAPS", "CF_TRAVEL")))
     run_statements(cursor, fill(sql, params))
-    add_bad_input_counts(cursor, summary)
+    return read_aggregates(cursor)
 
 
 def statements_from_text(sql: str) -> list[str]:
@@ -359,18 +367,20 @@ def literal_rows(rows: list[tuple], columns: list[tuple[str, str]]) -> str:
     return f"SELECT {items} FROM TABLE(FLATTEN(input => PARSE_JSON('{text}')))"
 
 
-def stored_sequences(cursor, prefixes: list[str]) -> dict[str, tuple[int, int]]:
-    cursor.execute(f"SELECT PREFIX, SEQ, LOG_FROM FROM {PREFIX_STATE} WHERE {prefix_filter(prefixes, 'PREFIX')}")
-    return {p: (int(s), int(f)) for p, s, f in cursor.fetchall()}
+def stored_prefix_state(cursor, prefixes: list[str]) -> dict[str, dict[str, int]]:
+    """Per prefix with a state: SEQ, LOG_FROM and the AGGREGATES."""
+    cursor.execute(f"SELECT PREFIX, SEQ, LOG_FROM, {', '.join(AGGREGATES)} FROM {PREFIX_STATE} "
+                   f"WHERE {prefix_filter(prefixes, 'PREFIX')}")
+    return read_aggregates(cursor)
 
 
 def stage_prefix_rows(cursor, rows: list[tuple]) -> None:
     """Before the caller's transaction (DDL would commit it): CF_PREFIX_ROWS from (prefix, fingerprint, visits,
-    conflict rows, basis, seq, log_from, watermark, as-of date) rows."""
+    conflict rows, basis, seq, log_from, watermark, as-of date, aggregates dict) rows."""
     columns = [("PREFIX", "VARCHAR"), ("FINGERPRINT", "VARCHAR"), ("VISITS", "BIGINT"), ("CONFLICT_ROWS", "BIGINT"),
                ("BASIS", "VARCHAR"), ("SEQ", "BIGINT"), ("LOG_FROM", "BIGINT"), ("WATERMARK", "BIGINT"),
-               ("AS_OF", "DATE")]
-    rows = [(*r[:8], r[8].isoformat()) for r in rows]
+               ("AS_OF", "DATE"), *[(a, "BIGINT") for a in AGGREGATES]]
+    rows = [(*r[:8], r[8].isoformat(), *(r[9][a] for a in AGGREGATES)) for r in rows]
     cursor.execute(f"CREATE OR REPLACE TEMPORARY TABLE CF_PREFIX_ROWS AS {literal_rows(rows, columns)}")
 
 
@@ -381,8 +391,8 @@ def write_prefix_state(cursor, prefixes: list[str]) -> None:
     cursor.execute(f"INSERT INTO {STATE_TABLE} SELECT PREFIX, FINGERPRINT, VISITS, CONFLICT_ROWS, "
                    "CURRENT_TIMESTAMP()::TIMESTAMP_NTZ FROM CF_PREFIX_ROWS")
     cursor.execute(f"DELETE FROM {PREFIX_STATE} WHERE {f}")
-    cursor.execute(f"INSERT INTO {PREFIX_STATE} SELECT PREFIX, FINGERPRINT, BASIS, SEQ, LOG_FROM, WATERMARK, AS_OF "
-                   "FROM CF_PREFIX_ROWS")
+    names = f"PREFIX, FINGERPRINT, BASIS, SEQ, LOG_FROM, WATERMARK, AS_OF, {', '.join(AGGREGATES)}"
+    cursor.execute(f"INSERT INTO {PREFIX_STATE} ({names}) SELECT {names} FROM CF_PREFIX_ROWS")
 
 
 def next_seq(previous: int) -> int:
@@ -391,14 +401,15 @@ def next_seq(previous: int) -> int:
     return max(previous + 1, int(time.time() * 1000))
 
 
-def _replace(cursor, changed: list[str], found: Probe, as_of: dt.date, rows_per_prefix: dict, seqs: dict) -> None:
+def _replace(cursor, changed: list[str], found: Probe, as_of: dt.date, rows_per_prefix: dict, stored: dict,
+             aggregates: dict) -> None:
     """Swap the changed prefixes' result rows and state in one transaction. A full recompute starts a new
     change log: a sync behind it must compare the whole prefix (LOG_FROM = SEQ)."""
     rows = []
     for p in changed:
-        seq = next_seq(seqs.get(p, (0, 0))[0])
+        seq = next_seq(stored.get(p, {}).get("SEQ", 0))
         rows.append((p, *found.current[p], int(rows_per_prefix.get(p, 0)), found.basis, seq, seq,
-                     found.watermarks[p], as_of))
+                     found.watermarks[p], as_of, aggregates[p]))
     stage_prefix_rows(cursor, rows)
     with transaction(cursor):
         cursor.execute(f"DELETE FROM {RESULT_TABLE} WHERE {prefix_filter(changed, 'PREFIX')}")

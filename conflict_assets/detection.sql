@@ -42,6 +42,7 @@ CREATE OR REPLACE TEMPORARY TABLE CF_TRAVEL AS
 CREATE OR REPLACE TEMPORARY TABLE CF_RESULT AS
 {result_rows};
 
--- 6. Bad-input counts per prefix (warnings, never silent drops).
-SELECT PREFIX, {bad_input_counts}
+-- 6. Per prefix: bad-input counts (warnings, never silent drops) and what its state rows add up to
+--    (detection.py, AGGREGATES).
+SELECT PREFIX, {bad_input_counts}, SUM(COPIES) AS SUM_COPIES, SUM(H1) AS SUM_H1, SUM(H2) AS SUM_H2
 FROM CF_VISITS GROUP BY PREFIX

@@ -23,9 +23,9 @@ import datetime as dt
 import time
 
 from conflict_assets.detection import (
-    CHANGES_TABLE, DETECTION_FIELDS, PREFIX_STATE, PRIMES, RESULT_TABLE, STATE_NAMES, VISIT_STATE, DetectionParams,
-    Probe, _batches, add_bad_input_counts, detection_select, fill, literal_rows, lookup_keys, next_seq, row_hash,
-    run_statements, stage_prefix_rows, stored_sequences, write_prefix_state,
+    AGGREGATES, CHANGES_TABLE, DETECTION_FIELDS, PREFIX_STATE, PRIMES, RESULT_TABLE, STATE_NAMES, VISIT_STATE,
+    DetectionParams, Probe, _batches, add_bad_input_counts, detection_select, fill, literal_rows, lookup_keys,
+    next_seq, read_aggregates, row_hash, run_statements, stage_prefix_rows, stored_prefix_state, write_prefix_state,
 )
 from conflict_assets.pairs import bad_input_counts, result_rows, travel_pairs
 from conflict_assets.source_schema import prefix_filter, sql_file, visit_rows_sql
@@ -48,6 +48,12 @@ ISLAND_DAYS = 6
 # 3.4 s whole; at 10% islands cover most sequences and cost 8.8 s against 3.6 s whole).
 DENSE_SHARE = 0.03
 SUCCESSORS = "-- @successors"
+# what CF_CAND keeps of a candidate's state row: the hashes the diff needs and what CF_OLD takes (the old
+# detection fields, position and successor), so the state is read once for both
+STORED_COLUMNS = ["H1", "H2", *DETECTION_FIELDS, "E0", "TRAVEL_OK", "NEXT_ID"]
+# per prefix: what the changed visits add to the state's sums (CF_TOUCH, changed_visits.sql)
+TOUCH_DELTAS = ("SELECT PREFIX, SUM(D_ROWS) AS SUM_COPIES, SUM(D_H1) AS SUM_H1, SUM(D_H2) AS SUM_H2 "
+                "FROM CF_TOUCH GROUP BY PREFIX")
 
 
 def _fill(sql: str, prefixes: list[str], as_of: dt.date) -> str:
@@ -56,6 +62,7 @@ def _fill(sql: str, prefixes: list[str], as_of: dt.date) -> str:
     window = "DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}'))"
     return (lookup_keys(sql).replace("{in_window}", f"v.VISIT_DATE BETWEEN {window}").replace("{window}", window)
             .replace("{h}", h)
+            .replace("{stored_columns}", ", ".join(f"s.{c}" for c in STORED_COLUMNS))
             .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
             .replace("{as_of}", as_of.isoformat())
             .replace("{lookback_seconds}", str(WATERMARK_LOOKBACK_SECONDS))
@@ -81,7 +88,6 @@ def _sql(prefixes: list[str], as_of: dt.date, params: DetectionParams) -> str:
            .replace("{same_detection_fields}",
                     " AND ".join(f"n.{c} IS NOT DISTINCT FROM o.{c}" for c in DETECTION_FIELDS))
            .replace("{bad_input_deltas}", bad_input_counts("W"))
-           .replace("{old_fields}", ", ".join(f"s.{c}" for c in DETECTION_FIELDS))
            .replace("{n_fields}", ", ".join(f"n.{c}" for c in fields))
            .replace("{s_fields}", ", ".join(f"s.{c}" for c in fields))
            .replace("{fields}", ", ".join(fields)))
@@ -109,23 +115,37 @@ def _batch_candidates(cursor, prefixes: list[str]) -> str:
             f"OR v.VISIT_DATE > DATEADD(day, 45, TO_DATE('{first.isoformat()}'))")
 
 
-def find_changed_visits(cursor, prefixes: list[str], found: Probe, as_of: dt.date, summary: dict) -> None:
-    """CF_TOUCH for the batch: by watermark, then a full rescan of the prefixes whose sums do not add up."""
+def _plus(stored: dict[str, int], deltas: dict[str, dict[str, int]], prefix: str, names: list[str]) -> dict:
+    return {n: stored[n] + deltas.get(prefix, {}).get(n, 0) for n in names}
+
+
+def find_changed_visits(cursor, prefixes: list[str], found: Probe, as_of: dt.date, summary: dict,
+                        stored: dict) -> dict[str, dict[str, int]]:
+    """CF_TOUCH for the batch: by watermark, then a full rescan of the prefixes whose sums do not add up.
+    Returns each prefix's sums once the changes are applied (the stored ones plus CF_TOUCH's deltas)."""
+
+    def sums_after(batch: list[str]) -> dict[str, dict[str, int]]:
+        cursor.execute(TOUCH_DELTAS)
+        deltas = read_aggregates(cursor)
+        return {p: _plus(stored[p], deltas, p, AGGREGATES[:3]) for p in batch}
+
     # the probe's latest stamp per prefix, the horizon of the visits read by stamp
     latest = literal_rows([(p, found.latest[p]) for p in prefixes], [("PREFIX", "VARCHAR"), ("LATEST", "BIGINT")])
     run_statements(cursor, _fill(sql_file("changed_visits.sql"), prefixes, as_of)
                    .replace("{probe_latest}", latest)
                    .replace("{batch_candidates}", _batch_candidates(cursor, prefixes))
                    .replace("{candidate_rows}", _rows(prefixes, as_of, "SELECT CAND_ID FROM CF_CAND")))
-    totals = {p: (int(n), int(h1), int(h2)) for p, n, h1, h2 in cursor.fetchall()}
-    missed = [p for p in prefixes if totals.get(p, (0, 0, 0)) != found.sums[p]]
+    totals = sums_after(prefixes)
+    missed = [p for p in prefixes if tuple(totals[p].values()) != found.sums[p]]
     if missed:
-        for table in ("CF_TOUCH", "CF_CAND_ROWS"):
+        for table in ("CF_TOUCH", "CF_CAND_ROWS", "CF_CAND"):
             cursor.execute(f"DELETE FROM {table} WHERE {prefix_filter(missed, 'PREFIX')}")
         run_statements(cursor, _fill(sql_file("changed_visits_rescan.sql"), missed, as_of)
                        .replace("{touched_rows}", _rows(missed, as_of, "SELECT VISIT_ID FROM CF_TOUCH WHERE PRESENT")))
+        totals.update(sums_after(missed))
     summary["prefixes_by_watermark"] += len(prefixes) - len(missed)
     summary["prefixes_rescanned"] += len(missed)
+    return totals
 
 
 def detect_incremental(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: DetectionParams,
@@ -145,9 +165,12 @@ def repair(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: De
 
 def _batch(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: DetectionParams,
            summary: dict) -> None:
-    find_changed_visits(cursor, prefixes, found, as_of, summary)
+    stored = stored_prefix_state(cursor, prefixes)
+    totals = find_changed_visits(cursor, prefixes, found, as_of, summary, stored)
     repair(cursor, prefixes, found, as_of, params)
-    add_bad_input_counts(cursor, summary)
+    deltas, counts_names = read_aggregates(cursor), AGGREGATES[3:]
+    aggregates = {p: {**totals[p], **_plus(stored[p], deltas, p, counts_names)} for p in prefixes}
+    add_bad_input_counts(summary, aggregates)
     counts: dict[str, int] = {}
     for prefix, ctype, n in cursor.execute("SELECT PREFIX, CONFLICT_TYPE, N FROM CF_COUNTS").fetchall():
         counts[prefix] = counts.get(prefix, 0) + int(n)
@@ -165,13 +188,9 @@ def _batch(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: De
     summary["sequences_by_islands"] += int(around)
     summary["sequences_read_whole"] += int(whole)
 
-    seqs = stored_sequences(cursor, prefixes)
     cutoff = int(time.time() * 1000) - LOG_RETENTION_MS
-    rows = []
-    for p in prefixes:
-        old_seq, old_from = seqs[p]
-        rows.append((p, *found.current[p], counts.get(p, 0), found.basis, next_seq(old_seq),
-                     max(old_from, cutoff), found.watermarks[p], as_of))
+    rows = [(p, *found.current[p], counts.get(p, 0), found.basis, next_seq(stored[p]["SEQ"]),
+             max(stored[p]["LOG_FROM"], cutoff), found.watermarks[p], as_of, aggregates[p]) for p in prefixes]
     f = prefix_filter(prefixes, "PREFIX")
     names = ", ".join(STATE_NAMES)
     stage_prefix_rows(cursor, rows)

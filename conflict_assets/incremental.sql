@@ -14,11 +14,10 @@ JOIN CF_TOUCH t ON t.PREFIX = r.PREFIX AND t.VISIT_ID = r.VISIT_ID AND t.PRESENT
 
 {visit_state};
 
--- as stored: only the columns the steps below read (each one adds to this scan of the state)
+-- as stored (read with the candidates, changed_visits.sql)
 CREATE OR REPLACE TEMPORARY TABLE CF_OLD AS
-SELECT s.PREFIX, s.VISIT_ID, {old_fields}, s.E0, s.TRAVEL_OK, s.NEXT_ID FROM {visit_state_table} s
-JOIN CF_TOUCH t ON {same_visit:t:s} AND t.WAS
-WHERE {fs};
+SELECT s.PREFIX, s.VISIT_ID, {stored_columns} FROM CF_CAND s
+JOIN CF_TOUCH t ON t.PREFIX = s.PREFIX AND t.VISIT_ID = s.VISIT_ID AND t.WAS;
 
 -- 3. Visits whose detection fields changed, came or went: only pairs with one of them can change. A change
 --    in other columns (billing, names ...) reaches PostgreSQL through the change log without re-pairing.
@@ -199,13 +198,11 @@ SELECT PREFIX, CONFLICT_TYPE, COUNT(*) AS N FROM (
   SELECT PREFIX, CONFLICT_TYPE FROM CF_ADD
 ) x GROUP BY 1, 2;
 
--- 11. Bad-input counts over the prefixes' visits after the update (the same figures a full recompute gives):
---     the state's, less the touched visits' old rows, plus their new ones.
+-- 11. What the update changes in each prefix's bad-input counts: the touched visits' old rows out, their new
+--     ones in (incremental.py adds these to the counts PREFIX_STATE keeps).
 SELECT PREFIX, {bad_input_deltas}
 FROM (
-  SELECT PREFIX, 1 AS W, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM {visit_state_table} WHERE {f}
-  UNION ALL
-  SELECT PREFIX, -1, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM CF_OLD
+  SELECT PREFIX, -1 AS W, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM CF_OLD
   UNION ALL
   SELECT PREFIX, 1, COPIES, S_OK, A_OK, A_PRESENT, IS_MISSED, LAT, LON, SKEWED FROM CF_VISITS
 ) x GROUP BY PREFIX

@@ -26,8 +26,7 @@ def successor_columns() -> str:
     return ",\n  ".join([f"IFF(TRAVEL_OK, LEAD(VISIT_ID) {window}, NULL) AS NEXT_ID", *nexts])
 
 
-_BAD_INPUT_RULES = [
-    ("VISITS", "TRUE"),
+BAD_INPUT_RULES = [
     ("DUPLICATE_VISIT_IDS", "COPIES > 1"),
     ("BAD_SCHEDULED_TIMES", "NOT S_OK"),
     ("BAD_ACTUAL_TIMES", "NOT A_OK AND A_PRESENT"),
@@ -38,9 +37,9 @@ _BAD_INPUT_RULES = [
 
 
 def bad_input_counts(weight: str = "1") -> str:
-    """Bad-input counts over rows carrying the per-visit detection fields (warnings, never silent drops).
-    ``weight`` is a column of +1/-1 when the incremental path adds new and subtracts old rows."""
-    return ",\n  ".join(f"SUM(IFF({rule}, {weight}, 0)) AS {name}" for name, rule in _BAD_INPUT_RULES)
+    """Bad-input counts over rows carrying the per-visit detection fields (warnings, never silent drops), as
+    N_<rule>. ``weight`` is a column of +1/-1 when the incremental path adds new and subtracts old rows."""
+    return ",\n  ".join(f"SUM(IFF({rule}, {weight}, 0)) AS N_{name}" for name, rule in BAD_INPUT_RULES)
 
 
 def travel_pairs(seq_table: str, condition: str = "TRUE") -> str:
