@@ -17,7 +17,9 @@ import re
 import time
 from dataclasses import asdict, dataclass
 
-from conflict_assets.pairs import BAD_INPUT_RULES, bad_input_counts, overlap_seconds, result_rows, successor_columns, travel_pairs
+from conflict_assets.pairs import (
+    BAD_INPUT_RULES, bad_input_counts, overlap_seconds, result_rows, successor_columns, travel_pairs,
+)
 from conflict_assets.source_schema import prefix_filter, sql_file, table_columns, visit_rows_sql
 from resources.warehouse import transaction
 
@@ -31,7 +33,7 @@ CHANGES_TABLE = "CONFLICTS.VISIT_CHANGES"  # per prefix and sequence: visits who
 PROBE_TABLE = "CONFLICTS.SOURCE_PROBES"    # the sensor tick's probe, for the runs it requests (probe_handoff.py)
 EMPTY = "empty"
 # in the basis: a state written with other hashes or fields is recomputed in full once (bump on such a change)
-STATE_VERSION = 2
+STATE_VERSION = 3
 BATCH_VISITS = 400_000
 PRIMES = (1000000007, 998244353)
 
@@ -92,25 +94,32 @@ _SETUP = [
 ]
 
 
-def row_hash() -> str:
-    """The hash of every column of a visit row and its caregiver (the fingerprint's and the per-visit diff's).
-    It is summed modulo each of PRIMES: exact on both engines, and a change goes unseen only if the 64-bit
-    hash keeps its value modulo their product (~2^60). One hash, not two: hashing is most of a full scan."""
+def column_hashes() -> tuple[str, str]:
+    """The hash of every column of a visit row, and of every column of its caregiver's row."""
     tables = table_columns()
-    row = [f"v.{col}" for col in tables["VISITS.VISITS"]] + [f"c.{col}" for col in tables["VISITS.CAREGIVERS"]]
-    return f"HASH({', '.join(row)})"
+    return (f"HASH({', '.join(f'v.{col}' for col in tables['VISITS.VISITS'])})",
+            f"HASH({', '.join(f'c.{col}' for col in tables['VISITS.CAREGIVERS'])})")
+
+
+def row_hash(prime: int) -> str:
+    """A visit row's hash modulo ``prime`` (the fingerprint's and the per-visit diff's): its own columns' hash
+    and its caregiver's, each modulo the prime, added. Summed modulo each of PRIMES it is exact on both
+    engines, and a change goes unseen only if a hash keeps its value modulo their product (~2^60). Two
+    hashes added, not one over both rows, so the fingerprint sums a caregiver's visits before it joins the
+    caregiver (fingerprint.sql); hashing is most of a full scan."""
+    visit, caregiver = column_hashes()
+    return f"({visit} % {prime} + {caregiver} % {prime})"
 
 
 def detection_select() -> str:
     """Detection's columns of a visit row; COPIES and the hashes cover every copy of the VisitID in its prefix
     (computed before the QUALIFY that keeps the latest copy)."""
-    h = row_hash()
     copies = "OVER (PARTITION BY v.VISIT_ID, LEFT(c.SSN, 3))"
     return f"""c.SSN AS SSN, LEFT(c.SSN, 3) AS PREFIX, v.VISIT_ID AS VISIT_ID, v.PROVIDER_KEY AS PROVIDER_KEY,
   v.IS_MISSED AS IS_MISSED, COALESCE(v.CALL_IN_LAT, v.CALL_OUT_LAT) AS LAT,
   COALESCE(v.CALL_IN_LON, v.CALL_OUT_LON) AS LON, v.SCH_START AS S_START, v.SCH_END AS S_END,
   v.VISIT_START AS A_START, v.VISIT_END AS A_END, COUNT(*) {copies} AS COPIES,
-  CAST(SUM({h} % {PRIMES[0]}) {copies} AS BIGINT) AS H1, CAST(SUM({h} % {PRIMES[1]}) {copies} AS BIGINT) AS H2,
+  CAST(SUM({row_hash(PRIMES[0])}) {copies} AS BIGINT) AS H1, CAST(SUM({row_hash(PRIMES[1])}) {copies} AS BIGINT) AS H2,
   NVL(ABS(DATEDIFF(second, v.EVV_START, v.VISIT_START)) > 3600
       OR ABS(DATEDIFF(second, v.EVV_END, v.VISIT_END)) > 3600, FALSE) AS SKEWED,
   MIN(v.VISIT_DATE) {copies} AS VISIT_DATE,
@@ -158,7 +167,7 @@ def reset_tables(cursor) -> None:
 
 def fingerprint_sql(prefixes: list[str], as_of: dt.date) -> str:
     tables = table_columns()
-    visit_hash = row_hash()
+    visit_hash, caregiver_hash = column_hashes()
     digests = []
     for table, cols in tables.items():
         if table in ("VISITS.VISITS", "VISITS.CAREGIVERS"):
@@ -167,7 +176,7 @@ def fingerprint_sql(prefixes: list[str], as_of: dt.date) -> str:
         digests.append(f"UNION ALL SELECT '{table}', COUNT(*), SUM({h} % {PRIMES[0]}), SUM({h} % {PRIMES[1]}), "
                        f"NULL FROM {table}")
     return (sql_file("fingerprint.sql")
-            .replace("{visit_hash}", visit_hash)
+            .replace("{visit_hash}", visit_hash).replace("{caregiver_hash}", caregiver_hash)
             .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
             .replace("{as_of}", as_of.isoformat())
             .replace("{prefix_filter}", prefix_filter(prefixes))
@@ -328,7 +337,7 @@ def run_statements(cursor, sql: str) -> None:
     cursor.execute(stmts[-1])
 
 
-def read_aggregates(cursor) -> dict[str, dict[str, int]]:
+def rows_by_prefix(cursor) -> dict[str, dict[str, int]]:
     """Per prefix, the other columns of the rows the last statement returned (PREFIX first), by name."""
     names = [d[0].upper() for d in cursor.description]
     return {row[0]: {n: int(v or 0) for n, v in zip(names[1:], row[1:])} for row in cursor.fetchall()}
@@ -349,7 +358,7 @@ def _detect_batch(cursor, prefixes: list[str], as_of: dt.date, params: Detection
            .replace("{travel_pairs}", travel_pairs("CF_SEQ"))
            .replace("{result_rows}", result_rows("CF_OVERLAPS", "CF_TRAVEL")))
     run_statements(cursor, fill(sql, params))
-    return read_aggregates(cursor)
+    return rows_by_prefix(cursor)
 
 
 def statements_from_text(sql: str) -> list[str]:
@@ -371,7 +380,7 @@ def stored_prefix_state(cursor, prefixes: list[str]) -> dict[str, dict[str, int]
     """Per prefix with a state: SEQ, LOG_FROM and the AGGREGATES."""
     cursor.execute(f"SELECT PREFIX, SEQ, LOG_FROM, {', '.join(AGGREGATES)} FROM {PREFIX_STATE} "
                    f"WHERE {prefix_filter(prefixes, 'PREFIX')}")
-    return read_aggregates(cursor)
+    return rows_by_prefix(cursor)
 
 
 def stage_prefix_rows(cursor, rows: list[tuple]) -> None:

@@ -25,7 +25,7 @@ import time
 from conflict_assets.detection import (
     AGGREGATES, CHANGES_TABLE, DETECTION_FIELDS, PREFIX_STATE, PRIMES, RESULT_TABLE, STATE_NAMES, VISIT_STATE,
     DetectionParams, Probe, _batches, add_bad_input_counts, detection_select, fill, literal_rows, lookup_keys,
-    next_seq, read_aggregates, row_hash, run_statements, stage_prefix_rows, stored_prefix_state, write_prefix_state,
+    next_seq, rows_by_prefix, row_hash, run_statements, stage_prefix_rows, stored_prefix_state, write_prefix_state,
 )
 from conflict_assets.pairs import bad_input_counts, result_rows, travel_pairs
 from conflict_assets.source_schema import prefix_filter, sql_file, visit_rows_sql
@@ -58,12 +58,10 @@ TOUCH_DELTAS = ("SELECT PREFIX, SUM(D_ROWS) AS SUM_COPIES, SUM(D_H1) AS SUM_H1, 
 
 def _fill(sql: str, prefixes: list[str], as_of: dt.date) -> str:
     """The placeholders every incremental statement shares."""
-    h = row_hash()
     window = "DATEADD(year, -2, TO_DATE('{as_of}')) AND DATEADD(day, 45, TO_DATE('{as_of}'))"
     return (lookup_keys(sql).replace("{in_window}", f"v.VISIT_DATE BETWEEN {window}").replace("{window}", window)
-            .replace("{h}", h)
+            .replace("{h1}", row_hash(PRIMES[0])).replace("{h2}", row_hash(PRIMES[1]))
             .replace("{stored_columns}", ", ".join(f"s.{c}" for c in STORED_COLUMNS))
-            .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
             .replace("{as_of}", as_of.isoformat())
             .replace("{lookback_seconds}", str(WATERMARK_LOOKBACK_SECONDS))
             .replace("{island_days}", str(ISLAND_DAYS))
@@ -126,7 +124,7 @@ def find_changed_visits(cursor, prefixes: list[str], found: Probe, as_of: dt.dat
 
     def sums_after(batch: list[str]) -> dict[str, dict[str, int]]:
         cursor.execute(TOUCH_DELTAS)
-        deltas = read_aggregates(cursor)
+        deltas = rows_by_prefix(cursor)
         return {p: _plus(stored[p], deltas, p, AGGREGATES[:3]) for p in batch}
 
     # the probe's latest stamp per prefix, the horizon of the visits read by stamp
@@ -168,7 +166,7 @@ def _batch(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: De
     stored = stored_prefix_state(cursor, prefixes)
     totals = find_changed_visits(cursor, prefixes, found, as_of, summary, stored)
     repair(cursor, prefixes, found, as_of, params)
-    deltas, counts_names = read_aggregates(cursor), AGGREGATES[3:]
+    deltas, counts_names = rows_by_prefix(cursor), AGGREGATES[3:]
     aggregates = {p: {**totals[p], **_plus(stored[p], deltas, p, counts_names)} for p in prefixes}
     add_bad_input_counts(summary, aggregates)
     counts: dict[str, int] = {}
