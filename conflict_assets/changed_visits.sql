@@ -1,8 +1,8 @@
 -- The visits of a batch that changed since VISIT_STATE was written, by watermark: CF_TOUCH (PREFIX, VISIT_ID,
 -- PRESENT = in the window now, WAS = in the state, D_* = what the visit adds to the prefix's sums).
 -- Candidates: visits stamped (LAST_UPDATED_DATE) after the prefix's watermark less the lookback and no later
--- than the probe's latest stamp (whole seconds: before the next one; what is stamped after the probe is left
--- to the next run, so the state still adds up to the probe's sums), unless the
+-- than the probe's latest stamp (in microseconds; what is stamped after the probe is left to the next run,
+-- so the state still adds up to the probe's sums), unless the
 -- state already holds the VisitID with that stamp or a later one (so the lookback re-reads nothing a recent
 -- run has seen), visits in the part of today's window the state's window did not cover, and state rows now
 -- outside the window. Only the candidates are read (CF_CAND_ROWS, which incremental.sql narrows to the
@@ -26,7 +26,7 @@ FROM (
     JOIN ({probe_latest}) l ON l.PREFIX = m.PREFIX
     WHERE {in_window} AND c.SSN IS NOT NULL AND {visit_prefix_filter} AND ({batch_candidates})
       AND ((v.LAST_UPDATED_DATE >= DATEADD(second, m.WATERMARK - {lookback_seconds}, TO_TIMESTAMP_NTZ('1970-01-01 00:00:00'))
-            AND v.LAST_UPDATED_DATE < DATEADD(second, l.LATEST + 1, TO_TIMESTAMP_NTZ('1970-01-01 00:00:00')))
+            AND v.LAST_UPDATED_DATE < DATEADD(microsecond, l.LATEST + 1, TO_TIMESTAMP_NTZ('1970-01-01 00:00:00')))
            OR v.VISIT_DATE < DATEADD(year, -2, m.AS_OF) OR v.VISIT_DATE > DATEADD(day, 45, m.AS_OF))
   ) x
 ) k

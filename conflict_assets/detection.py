@@ -174,7 +174,7 @@ def fingerprint_sql(prefixes: list[str], as_of: dt.date) -> str:
             continue
         h = f"HASH({', '.join(cols)})"
         digests.append(f"UNION ALL SELECT '{table}', COUNT(*), SUM({h} % {PRIMES[0]}), SUM({h} % {PRIMES[1]}), "
-                       f"NULL FROM {table}")
+                       f"NULL, NULL FROM {table}")
     return (sql_file("fingerprint.sql")
             .replace("{visit_hash}", visit_hash).replace("{caregiver_hash}", caregiver_hash)
             .replace("{p1}", str(PRIMES[0])).replace("{p2}", str(PRIMES[1]))
@@ -189,7 +189,8 @@ class Probe:
     current: dict[str, tuple[str, int]]       # prefix -> (fingerprint, visits in the window)
     sums: dict[str, tuple[int, int, int]]     # prefix -> (rows, H1 sum, H2 sum): what VISIT_STATE must add up to
     watermarks: dict[str, int | None]         # prefix -> latest LAST_UPDATED_DATE, epoch seconds, at most now
-    latest: dict[str, int | None]             # prefix -> latest LAST_UPDATED_DATE as found (the probe's horizon)
+    latest: dict[str, int | None]             # prefix -> latest LAST_UPDATED_DATE as found, epoch microseconds
+                                              # (the probe's horizon: exact, where seconds round on the emulator)
     basis: str                                # digest of the dimension tables and the parameters
 
 
@@ -199,17 +200,17 @@ def probe(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams) 
     them changes the conflicts as surely as the data does. Per-visit state is only reusable under the basis
     it was computed with (dimension rows are not in the per-visit hashes)."""
     cursor.execute(fingerprint_sql(prefixes, as_of))
-    parts = {str(k): (int(n), int(h1 or 0), int(h2 or 0), None if w is None else int(w))
-             for k, n, h1, h2, w in cursor.fetchall()}
+    parts = {str(k): (int(n), int(h1 or 0), int(h2 or 0), *(None if x is None else int(x) for x in (w, u)))
+             for k, n, h1, h2, w, u in cursor.fetchall()}
     dims = "|".join(f"{k}:{v[:3]}" for k, v in sorted(parts.items()) if "." in k)
     current, sums, watermarks, latest = {}, {}, {}, {}
     for prefix in prefixes:
-        n, h1, h2, w = parts.get(prefix, (0, 0, 0, None))
+        n, h1, h2, w, u = parts.get(prefix, (0, 0, 0, None, None))
         raw = f"{n}|{h1}|{h2}|{dims}|{params.tag()}" if n else f"{EMPTY}|{params.tag()}"
         current[prefix] = (hashlib.md5(raw.encode()).hexdigest(), n)
         # a stamp in the future (clock skew) must not hide later edits: never above now
         sums[prefix], watermarks[prefix] = (n, h1, h2), None if w is None else min(w, int(time.time()))
-        latest[prefix] = w
+        latest[prefix] = u
     basis = hashlib.md5(f"{dims}|{params.tag()}|{STATE_VERSION}".encode()).hexdigest()
     return Probe(current, sums, watermarks, latest, basis)
 

@@ -6,12 +6,15 @@
 -- without joining and hashing the caregiver for every visit. A change in any dimension row changes the
 -- digest and so every prefix's fingerprint: conservative, never a missed change, and the sync's IS DISTINCT
 -- FROM still writes only the rows that really differ.
--- W, the latest LAST_UPDATED_DATE (epoch seconds), is the prefix's watermark for the next incremental run.
+-- W, the latest LAST_UPDATED_DATE (epoch seconds), is the prefix's watermark for the next incremental run;
+-- U, the same in microseconds, is the horizon of that run's reads by stamp (exact on both engines, where
+-- DATE_PART(epoch_second) rounds on the emulator and truncates on Snowflake).
 -- Placeholders: the two column hashes, the primes, the as-of date, the prefix filter and the dimension
 -- digest SELECTs.
 SELECT LEFT(c.SSN, 3) AS K, SUM(x.N) AS N,
   SUM(x.H1 + x.N * ({caregiver_hash} % {p1})) AS H1, SUM(x.H2 + x.N * ({caregiver_hash} % {p2})) AS H2,
-  DATE_PART(epoch_second, MAX(x.W)) AS W
+  DATE_PART(epoch_second, MAX(x.W)) AS W,
+  DATEDIFF(microsecond, TO_TIMESTAMP_NTZ('1970-01-01 00:00:00'), MAX(x.W)) AS U
 FROM (
   SELECT v.CAREGIVER_KEY, COUNT(*) AS N, SUM({visit_hash} % {p1}) AS H1, SUM({visit_hash} % {p2}) AS H2,
     MAX(v.LAST_UPDATED_DATE) AS W

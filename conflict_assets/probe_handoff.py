@@ -3,9 +3,9 @@
 A tick that requests runs saves its probe (fingerprints, sums, watermarks, per prefix) under the requested
 state's digest, and tags each run with it. A run with the tag loads it instead of probing. What changed after
 the tick is left to the next tick: the run reads only visits stamped up to the probe's latest stamp
-(incremental.py), so its state adds up to the probe's sums; an edit it cannot place (a visit edited before
-and again after the tick, a late commit, or an edit within the second after the probe: its horizon is in
-whole seconds, which the emulator rounds) makes them disagree, and its prefix is rescanned as always.
+(incremental.py; to the microsecond), so its state adds up to the probe's sums; an edit it cannot place (a
+visit edited before and again after the tick, a late commit) makes them disagree, and its prefix is
+rescanned as always.
 A probe older than PROBE_MAX_AGE_SECONDS, of another as-of date or other parameters, or missing a prefix
 (a retried run after the rows were pruned) is not used: the run probes itself.
 """
