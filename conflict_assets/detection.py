@@ -73,9 +73,13 @@ def lookup_keys(sql: str) -> str:
 
 
 BAD_INPUT_KEYS = [name.lower() for name, _ in BAD_INPUT_RULES]
-# Per prefix, in PREFIX_STATE: what the prefix's VISIT_STATE rows add up to (COPIES, H1, H2: the sums check)
-# and their bad-input counts. An incremental run adds its deltas to these instead of scanning the state.
-AGGREGATES = ["SUM_COPIES", "SUM_H1", "SUM_H2"] + [f"N_{name}" for name, _ in BAD_INPUT_RULES]
+# Per prefix, in PREFIX_STATE: what the prefix's VISIT_STATE rows add up to (COPIES, H1, H2: the sums check),
+# their bad-input counts and the prefix's conflict rows per type. An incremental run adds its deltas to these
+# instead of scanning the state and the result table.
+SUMS = ["SUM_COPIES", "SUM_H1", "SUM_H2"]
+BAD_INPUT_COUNTS = [f"N_{name}" for name, _ in BAD_INPUT_RULES]
+CONFLICT_COUNTS = ["N_OVERLAP_ROWS", "N_TRAVEL_ROWS"]
+AGGREGATES = SUMS + BAD_INPUT_COUNTS + CONFLICT_COUNTS
 
 _SETUP = [
     "CREATE SCHEMA IF NOT EXISTS CONFLICTS",
@@ -287,22 +291,22 @@ def _detect_full(cursor, changed: list[str], found: Probe, as_of: dt.date, param
     # VISIT_STATE writes below can never be mistaken for a consistent state if this run dies half-way.
     cursor.execute(f"DELETE FROM {PREFIX_STATE} WHERE {prefix_filter(changed, 'PREFIX')}")
     cursor.execute(f"DELETE FROM {VISIT_STATE} WHERE {prefix_filter(changed, 'PREFIX')}")
-    aggregates = {p: dict.fromkeys(AGGREGATES, 0) for p in changed}  # a prefix without visits has none
+    aggregates = {p: dict.fromkeys(AGGREGATES, 0) for p in changed}  # a prefix without visits or conflicts: 0
     for number, batch in enumerate(_batches(changed, current)):
-        aggregates.update(_detect_batch(cursor, batch, as_of, params))
+        for prefix, values in _detect_batch(cursor, batch, as_of, params).items():
+            aggregates[prefix].update(values)
         cursor.execute("CREATE OR REPLACE TEMPORARY TABLE CF_ALL AS SELECT * FROM CF_RESULT" if number == 0
                        else "INSERT INTO CF_ALL SELECT * FROM CF_RESULT")
         cursor.execute(f"INSERT INTO {VISIT_STATE} ({', '.join(STATE_NAMES)}) SELECT {', '.join(STATE_NAMES)} FROM CF_SEQ")
-    rows_per_prefix = dict(cursor.execute("SELECT PREFIX, COUNT(*) FROM CF_ALL GROUP BY PREFIX").fetchall())
-    for ctype, n in cursor.execute("SELECT CONFLICT_TYPE, COUNT(*) / 2 FROM CF_ALL GROUP BY 1").fetchall():
-        summary["time_overlap_conflicts" if ctype == "TIME_OVERLAP" else "travel_time_conflicts"] += int(n)
-    written = sum(int(n) for n in rows_per_prefix.values())
-    summary["conflict_rows"] += written
-    summary["conflict_rows_written"] += written
+    cursor.execute("SELECT PREFIX, COUNT_IF(CONFLICT_TYPE = 'TIME_OVERLAP') AS N_OVERLAP_ROWS, "
+                   "COUNT_IF(CONFLICT_TYPE = 'TRAVEL_TIME') AS N_TRAVEL_ROWS FROM CF_ALL GROUP BY PREFIX")
+    for prefix, counts in rows_by_prefix(cursor).items():
+        aggregates[prefix].update(counts)
+    summary["conflict_rows_written"] += sum(conflict_rows(a) for a in aggregates.values())
     summary["visits_changed"] += sum(current[p][1] for p in changed)
     summary["visits_repaired"] += sum(current[p][1] for p in changed)
-    add_bad_input_counts(summary, aggregates)
-    _replace(cursor, changed, found, as_of, rows_per_prefix, stored, aggregates)
+    add_counts(summary, aggregates)
+    _replace(cursor, changed, found, as_of, stored, aggregates)
 
 
 def _batches(changed: list[str], current: dict, limit: int = BATCH_VISITS) -> list[list[str]]:
@@ -344,10 +348,19 @@ def rows_by_prefix(cursor) -> dict[str, dict[str, int]]:
     return {row[0]: {n: int(v or 0) for n, v in zip(names[1:], row[1:])} for row in cursor.fetchall()}
 
 
-def add_bad_input_counts(summary: dict, aggregates: dict[str, dict[str, int]]) -> None:
+def conflict_rows(aggregates: dict[str, int]) -> int:
+    return aggregates["N_OVERLAP_ROWS"] + aggregates["N_TRAVEL_ROWS"]
+
+
+def add_counts(summary: dict, aggregates: dict[str, dict[str, int]]) -> None:
+    """The prefixes' bad-input counts and conflicts after the run, into its summary (a conflict is two rows,
+    one per visit, of the same caregiver and so of the same prefix)."""
     for values in aggregates.values():
         for key in BAD_INPUT_KEYS:
             summary[key] += values[f"N_{key.upper()}"]
+        summary["conflict_rows"] += conflict_rows(values)
+        summary["time_overlap_conflicts"] += values["N_OVERLAP_ROWS"] // 2
+        summary["travel_time_conflicts"] += values["N_TRAVEL_ROWS"] // 2
 
 
 def _detect_batch(cursor, prefixes: list[str], as_of: dt.date, params: DetectionParams) -> dict:
@@ -411,14 +424,13 @@ def next_seq(previous: int) -> int:
     return max(previous + 1, int(time.time() * 1000))
 
 
-def _replace(cursor, changed: list[str], found: Probe, as_of: dt.date, rows_per_prefix: dict, stored: dict,
-             aggregates: dict) -> None:
+def _replace(cursor, changed: list[str], found: Probe, as_of: dt.date, stored: dict, aggregates: dict) -> None:
     """Swap the changed prefixes' result rows and state in one transaction. A full recompute starts a new
     change log: a sync behind it must compare the whole prefix (LOG_FROM = SEQ)."""
     rows = []
     for p in changed:
         seq = next_seq(stored.get(p, {}).get("SEQ", 0))
-        rows.append((p, *found.current[p], int(rows_per_prefix.get(p, 0)), found.basis, seq, seq,
+        rows.append((p, *found.current[p], conflict_rows(aggregates[p]), found.basis, seq, seq,
                      found.watermarks[p], as_of, aggregates[p]))
     stage_prefix_rows(cursor, rows)
     with transaction(cursor):

@@ -23,9 +23,10 @@ import datetime as dt
 import time
 
 from conflict_assets.detection import (
-    AGGREGATES, CHANGES_TABLE, DETECTION_FIELDS, PREFIX_STATE, PRIMES, RESULT_TABLE, STATE_NAMES, VISIT_STATE,
-    DetectionParams, Probe, _batches, add_bad_input_counts, detection_select, fill, literal_rows, lookup_keys,
-    next_seq, rows_by_prefix, row_hash, run_statements, stage_prefix_rows, stored_prefix_state, write_prefix_state,
+    BAD_INPUT_COUNTS, CHANGES_TABLE, CONFLICT_COUNTS, DETECTION_FIELDS, PREFIX_STATE, PRIMES, RESULT_TABLE,
+    STATE_NAMES, SUMS, VISIT_STATE, DetectionParams, Probe, _batches, add_counts, conflict_rows, detection_select,
+    fill, literal_rows, lookup_keys, next_seq, row_hash, rows_by_prefix, run_statements, stage_prefix_rows,
+    stored_prefix_state, write_prefix_state,
 )
 from conflict_assets.pairs import bad_input_counts, result_rows, travel_pairs
 from conflict_assets.source_schema import prefix_filter, sql_file, visit_rows_sql
@@ -125,7 +126,7 @@ def find_changed_visits(cursor, prefixes: list[str], found: Probe, as_of: dt.dat
     def sums_after(batch: list[str]) -> dict[str, dict[str, int]]:
         cursor.execute(TOUCH_DELTAS)
         deltas = rows_by_prefix(cursor)
-        return {p: _plus(stored[p], deltas, p, AGGREGATES[:3]) for p in batch}
+        return {p: _plus(stored[p], deltas, p, SUMS) for p in batch}
 
     # the probe's latest stamp per prefix, the horizon of the visits read by stamp
     latest = literal_rows([(p, found.latest[p]) for p in prefixes], [("PREFIX", "VARCHAR"), ("LATEST", "BIGINT")])
@@ -166,14 +167,12 @@ def _batch(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: De
     stored = stored_prefix_state(cursor, prefixes)
     totals = find_changed_visits(cursor, prefixes, found, as_of, summary, stored)
     repair(cursor, prefixes, found, as_of, params)
-    deltas, counts_names = rows_by_prefix(cursor), AGGREGATES[3:]
-    aggregates = {p: {**totals[p], **_plus(stored[p], deltas, p, counts_names)} for p in prefixes}
-    add_bad_input_counts(summary, aggregates)
-    counts: dict[str, int] = {}
-    for prefix, ctype, n in cursor.execute("SELECT PREFIX, CONFLICT_TYPE, N FROM CF_COUNTS").fetchall():
-        counts[prefix] = counts.get(prefix, 0) + int(n)
-        summary["time_overlap_conflicts" if ctype == "TIME_OVERLAP" else "travel_time_conflicts"] += int(n) // 2
-    summary["conflict_rows"] += sum(counts.values())
+    bad_input = rows_by_prefix(cursor)
+    cursor.execute(f"SELECT PREFIX, {', '.join(CONFLICT_COUNTS)} FROM CF_COUNTS")
+    conflicts = rows_by_prefix(cursor)
+    aggregates = {p: {**totals[p], **_plus(stored[p], bad_input, p, BAD_INPUT_COUNTS),
+                      **_plus(stored[p], conflicts, p, CONFLICT_COUNTS)} for p in prefixes}
+    add_counts(summary, aggregates)
     read, touched, repaired, written, around, whole = cursor.execute(
         "SELECT (SELECT COUNT(*) FROM CF_CAND_ROWS), (SELECT COUNT(*) FROM CF_TOUCH), (SELECT COUNT(*) FROM CF_DET), "
         "(SELECT COUNT(*) FROM CF_DEL) + (SELECT COUNT(*) FROM CF_ADD), "
@@ -187,7 +186,7 @@ def _batch(cursor, prefixes: list[str], found: Probe, as_of: dt.date, params: De
     summary["sequences_read_whole"] += int(whole)
 
     cutoff = int(time.time() * 1000) - LOG_RETENTION_MS
-    rows = [(p, *found.current[p], counts.get(p, 0), found.basis, next_seq(stored[p]["SEQ"]),
+    rows = [(p, *found.current[p], conflict_rows(aggregates[p]), found.basis, next_seq(stored[p]["SEQ"]),
              max(stored[p]["LOG_FROM"], cutoff), found.watermarks[p], as_of, aggregates[p]) for p in prefixes]
     f = prefix_filter(prefixes, "PREFIX")
     names = ", ".join(STATE_NAMES)

@@ -189,14 +189,16 @@ WHERE a.VISIT_ID IS NULL;
 CREATE OR REPLACE TEMPORARY TABLE CF_STATE_KEYS AS
 SELECT PREFIX, VISIT_ID, VKEY FROM CF_TOUCH UNION SELECT PREFIX, VISIT_ID, VKEY FROM CF_STATE_NEW;
 
--- 10. Result rows per prefix and type after the update.
+-- 10. What the update changes in each prefix's conflict rows, per type (incremental.py adds these to the
+--     counts PREFIX_STATE keeps).
 CREATE OR REPLACE TEMPORARY TABLE CF_COUNTS AS
-SELECT PREFIX, CONFLICT_TYPE, COUNT(*) AS N FROM (
-  SELECT PREFIX, CONFLICT_TYPE FROM {result_table}
-  WHERE {f} AND PREFIX || CONFLICTID || VISIT_ID NOT IN (SELECT PREFIX || CONFLICTID || VISIT_ID FROM CF_DEL)
+SELECT PREFIX, SUM(IFF(CONFLICT_TYPE = 'TIME_OVERLAP', W, 0)) AS N_OVERLAP_ROWS,
+  SUM(IFF(CONFLICT_TYPE = 'TRAVEL_TIME', W, 0)) AS N_TRAVEL_ROWS
+FROM (
+  SELECT PREFIX, CONFLICT_TYPE, -1 AS W FROM CF_DEL
   UNION ALL
-  SELECT PREFIX, CONFLICT_TYPE FROM CF_ADD
-) x GROUP BY 1, 2;
+  SELECT PREFIX, CONFLICT_TYPE, 1 FROM CF_ADD
+) x GROUP BY PREFIX;
 
 -- 11. What the update changes in each prefix's bad-input counts: the touched visits' old rows out, their new
 --     ones in (incremental.py adds these to the counts PREFIX_STATE keeps).
